@@ -1,0 +1,31 @@
+"""What every command gets: validated params and the settings read from the environment at the edge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.config import Params, load_params
+from pipelines.registry import resolve_tracking_uri
+
+
+@dataclass(frozen=True)
+class RunContext:
+    params_path: Path
+    params: Params
+    tracking_uri: str
+    base_dir: Path
+
+    @classmethod
+    def load(cls, params_path: str | Path, tracking_uri: str | None = None) -> RunContext:
+        """Validate params first (nothing runs on a bad config), then resolve the tracking URI."""
+        path = Path(params_path)
+        params = load_params(path)
+        return cls(path, params, tracking_uri or resolve_tracking_uri(), path.resolve().parent)
+
+    def path(self, relative: str | Path) -> Path:
+        return self.base_dir / relative
+
+    @property
+    def gate_reports(self) -> Path:
+        return self.base_dir / "reports" / "gates"

@@ -1,0 +1,1 @@
+"""The model server: FastAPI app, router, prediction log, metrics (DESIGN §7)."""

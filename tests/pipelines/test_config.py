@@ -1,0 +1,110 @@
+"""`mlgate config validate` and the params schema: good config passes, every bad one exits 2 with the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from pipelines.cli import main
+from pipelines.config import load_params
+from pipelines.errors import UsageError
+
+
+def _validate(path, capsys) -> tuple[int, str]:
+    code = main(["config", "validate", "--params", str(path)])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def _write(tmp_path, params: dict):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_repository_params_are_valid(repo_root, capsys):
+    code, out = _validate(repo_root / "params.yaml", capsys)
+    assert code == 0 and "valid" in out
+
+
+def test_misspelt_top_level_key_names_path_and_suggests(tmp_path, base_params, capsys):
+    params = {**base_params, "gatse": base_params["gates"]}
+    code, out = _validate(_write(tmp_path, params), capsys)
+    assert code == 2
+    assert "unknown key 'gatse'" in out and "did you mean 'gates'" in out
+
+
+def test_misspelt_nested_key_names_full_path_and_closest_key(tmp_path, base_params, capsys):
+    params = yaml.safe_load(yaml.safe_dump(base_params))
+    params["gates"]["quality"]["metrics"]["roc_auc"]["greater_is_beter"] = True
+    code, out = _validate(_write(tmp_path, params), capsys)
+    assert code == 2
+    assert "gates.quality.metrics.roc_auc.greater_is_beter" in out
+    assert "did you mean 'greater_is_better'" in out
+
+
+def test_wrong_type_names_path_and_expected_type(tmp_path, base_params, capsys):
+    params = yaml.safe_load(yaml.safe_dump(base_params))
+    params["gates"]["quality"]["bootstrap"]["n_boot"] = "many"
+    code, out = _validate(_write(tmp_path, params), capsys)
+    assert code == 2
+    assert "gates.quality.bootstrap.n_boot" in out and "integer" in out and "'many'" in out
+
+
+def test_missing_file_is_named(tmp_path, capsys):
+    code, out = _validate(tmp_path / "nope.yaml", capsys)
+    assert code == 2 and "nope.yaml" in out and "not found" in out
+
+
+def test_direction_of_a_metric_is_required(tmp_path, base_params, capsys):
+    params = yaml.safe_load(yaml.safe_dump(base_params))
+    del params["gates"]["quality"]["metrics"]["log_loss"]["greater_is_better"]
+    code, out = _validate(_write(tmp_path, params), capsys)
+    assert code == 2 and "gates.quality.metrics.log_loss.greater_is_better" in out and "missing" in out
+
+
+def test_metric_not_valid_for_the_task_is_rejected(tmp_path, base_params):
+    params = yaml.safe_load(yaml.safe_dump(base_params))
+    params["gates"]["quality"]["metrics"]["rmse"] = {"greater_is_better": False}
+    with pytest.raises(UsageError, match="rmse: not a binary metric"):
+        load_params(_write(tmp_path, params))
+
+
+def test_invalid_yaml_and_non_mapping_are_usage_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(UsageError, match="not valid YAML"):
+        load_params(bad)
+    bad.write_text("- just a list\n")
+    with pytest.raises(UsageError, match="mapping"):
+        load_params(bad)
+
+
+def test_canary_steps_must_increase_and_approvals_must_name_steps(tmp_path, base_params):
+    params = yaml.safe_load(yaml.safe_dump(base_params))
+    params["rollout"]["canary"]["steps"] = [50, 10]
+    with pytest.raises(UsageError, match="rollout.canary: .*strictly increasing"):
+        load_params(_write(tmp_path, params))
+    params["rollout"]["canary"] = {"steps": [10, 100], "approval_before": [50]}
+    with pytest.raises(UsageError, match="approval_before names steps"):
+        load_params(_write(tmp_path, params))
+
+
+def test_params_digest_is_stable_and_changes_with_a_value(tmp_path, base_params):
+    first = load_params(_write(tmp_path, base_params)).digest()
+    assert load_params(_write(tmp_path, base_params)).digest() == first
+    changed = yaml.safe_load(yaml.safe_dump(base_params))
+    changed["train"]["seed"] = 7
+    assert load_params(_write(tmp_path, changed)).digest() != first
+
+
+def test_the_installed_command_prints_one_line_and_no_traceback(tmp_path, base_params, cli_env):
+    path = _write(tmp_path, {**base_params, "modle": {}})
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "config", "validate", "--params", str(path)],
+                          capture_output=True, text=True, env=cli_env)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "did you mean 'model'" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
