@@ -112,3 +112,71 @@ def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             flat[name] = str(value)[:6000]
     return flat
+
+
+# ---- Model registry: aliases and version tags are the state of a model's lifecycle (DESIGN §5). ----
+
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+
+
+@dataclass(frozen=True)
+class ModelVersionRef:
+    """One registered version: what the gates compare against and what the rollout moves."""
+
+    name: str
+    version: str
+    run_id: str | None
+    source: str
+    tags: dict[str, str]
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def _ref(mv: Any) -> ModelVersionRef:
+    return ModelVersionRef(mv.name, str(mv.version), mv.run_id, mv.source, dict(mv.tags or {}))
+
+
+def version_by_alias(tracking_uri: str, name: str, alias: str) -> ModelVersionRef | None:
+    """The version behind `alias`, or None when the model or the alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _ref(client(tracking_uri).get_model_version_by_alias(name, alias))
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+
+
+def get_version(tracking_uri: str, name: str, version: str) -> ModelVersionRef:
+    return _ref(client(tracking_uri).get_model_version(name, str(version)))
+
+
+def register_version(tracking_uri: str, name: str, model_uri: str, tags: dict[str, str]) -> ModelVersionRef:
+    """Register `model_uri` as a new version of `name` (creating the registered model if needed)."""
+    import mlflow
+
+    client(tracking_uri)
+    mv = mlflow.register_model(model_uri, name, tags=tags, await_registration_for=60)
+    return get_version(tracking_uri, name, mv.version)
+
+
+def set_alias(tracking_uri: str, name: str, alias: str, version: str) -> None:
+    client(tracking_uri).set_registered_model_alias(name, alias, str(version))
+
+
+def delete_alias(tracking_uri: str, name: str, alias: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client(tracking_uri).delete_registered_model_alias(name, alias)
+    except MlflowException:
+        pass  # already absent: deleting is idempotent
+
+
+def set_version_tags(tracking_uri: str, name: str, version: str, tags: dict[str, str]) -> None:
+    mlflow_client = client(tracking_uri)
+    for key, value in tags.items():
+        mlflow_client.set_model_version_tag(name, str(version), key, value)
