@@ -6,15 +6,16 @@ and gates import nothing from pipelines. pipelines/config.py composes them into 
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from gates.schema import StrictModel
+from gates.stats.metrics import metrics_for_task
 
-# Metric names a quality threshold may use, per task; the config rejects anything else.
+# Metric names a quality threshold may use, per task: the statistics registry is the one source.
 TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "binary": ("roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy", "log_loss", "brier"),
-    "multiclass": ("accuracy", "macro_f1", "log_loss"),
-    "regression": ("rmse", "mae", "r2"),
+    task: tuple(metrics_for_task(task)) for task in ("binary", "multiclass", "regression")
 }
 
 
@@ -59,23 +60,44 @@ class DriftConfig(StrictModel):
 class SkewConfig(StrictModel):
     """Train/serving skew: features as the server logged them vs the offline features of the same rows."""
 
-    logged_path: str | None = None
-    key_column: str = "request_id"
+    logged_path: str | None = Field(None, description="CSV / Parquet / JSONL of logged rows; None: no skew check.")
+    key_column: str = Field("request_id", description="Key column of the logged rows.")
+    offline_key: str = Field("row_id", description="Column of the offline splits the key matches.")
+    max_mismatch_share: float = Field(0.0, ge=0.0, le=1.0, description="Allowed share of rows whose value differs.")
+    rel_tolerance: float = Field(1e-6, ge=0.0, description="Numeric values equal within this relative difference.")
+    abs_tolerance: float = Field(1e-9, ge=0.0, description="... or within this absolute difference.")
+    min_matched_rows: int = Field(1, ge=1, description="Fewer logged rows found offline cannot be decided.")
 
 
 class DataGateConfig(StrictModel):
     suite: str | None = Field(None, description="Expectation suite file; default expectations/<model>.json.")
     range_tolerance: float = Field(0.1, ge=0.0, description="Suggested numeric ranges widened by this share.")
+    range_outlier_share: float = Field(
+        0.01, ge=0.0, lt=1.0, description="Share of rows a suggested range lets fall outside it (rare outliers)."
+    )
     null_rate_slack: float = Field(0.05, ge=0.0, le=1.0)
     max_examples: int = Field(10, ge=1, le=100)
+    min_batch_rows: int = Field(1, ge=1, description="Suggested lower bound of a split's row count.")
+    max_batch_rows: int | None = Field(None, ge=1, description="Suggested upper bound of a split's row count.")
     drift: DriftConfig = DriftConfig()
     skew: SkewConfig = SkewConfig()
 
+    @model_validator(mode="after")
+    def _row_bounds_ordered(self) -> DataGateConfig:
+        if self.max_batch_rows is not None and self.max_batch_rows < self.min_batch_rows:
+            raise ValueError("max_batch_rows must be >= min_batch_rows")
+        return self
+
 
 class BootstrapConfig(StrictModel):
+    """Paired bootstrap settings; `level` is also the CI level of DeLong and McNemar comparisons."""
+
     n_boot: int = Field(1000, ge=100)
     level: float = Field(0.95, gt=0.5, lt=1.0)
     seed: int = 0
+    max_rows: int = Field(
+        100_000, ge=1000, description="Above this many rows, per-row metrics bootstrap a seeded subsample."
+    )
 
 
 class SliceConfig(StrictModel):
@@ -84,11 +106,17 @@ class SliceConfig(StrictModel):
     min_slice_size: int = Field(100, ge=10)
     metrics: list[str] = Field(default_factory=lambda: ["accuracy"])
     max_listed: int = Field(5, ge=1)
+    inconclusive: Literal["warn", "fail"] = Field(
+        "warn", description="Status of a slice whose CI neither shows non-inferiority nor a regression."
+    )
 
 
 class CalibrationConfig(StrictModel):
+    """Calibration of the candidate's probabilities: reported as WARN, never blocking."""
+
     max_ece: float = Field(0.05, gt=0.0)
     max_brier: float | None = Field(None, gt=0.0)
+    n_bins: int = Field(10, ge=2, le=100)
 
 
 class DeepchecksConfig(StrictModel):
@@ -99,14 +127,32 @@ class DeepchecksConfig(StrictModel):
 
 
 class QualityGateConfig(StrictModel):
+    """Candidate vs the production baseline on one holdout (DESIGN §6 quality)."""
+
     require_baseline: bool = False
     baseline_alias: str = "champion"
     metrics: dict[str, MetricThreshold] = Field(default_factory=dict)
     bootstrap: BootstrapConfig = BootstrapConfig()
     slices: SliceConfig = SliceConfig()
-    max_gap: dict[str, float] = Field(default_factory=dict, description="Train minus holdout, per metric.")
+    max_gap: dict[str, float] = Field(
+        default_factory=dict, description="Allowed train-vs-holdout worsening per metric (overfitting)."
+    )
     calibration: CalibrationConfig = CalibrationConfig()
     deepchecks: DeepchecksConfig = DeepchecksConfig()
+
+    @model_validator(mode="after")
+    def _slice_metrics_have_rules(self) -> QualityGateConfig:
+        if self.slices.categorical or self.slices.numeric:
+            unruled = [m for m in self.slices.metrics if m not in self.metrics]
+            if unruled:
+                raise ValueError(
+                    f"slices.metrics {unruled} need a rule under gates.quality.metrics "
+                    "(their direction and margin apply per slice)"
+                )
+        negative = [m for m, gap in self.max_gap.items() if gap < 0]
+        if negative:
+            raise ValueError(f"max_gap must be >= 0; negative for {negative}")
+        return self
 
 
 class EdgeCasesConfig(StrictModel):

@@ -87,7 +87,19 @@ class TrainOutcome:
 
 
 def run_train(params: Params, tracking_uri: str, base_dir: Path = Path(".")) -> TrainOutcome:
-    """Fit on `train`, measure on `test`, log everything to MLflow, write the model dir and metrics."""
+    """Stage `train`: fit, log, and write the model dir, metrics/train.json and reports/train_run.json."""
+    outcome = fit_and_log(params, tracking_uri, base_dir)
+    _write_json(base_dir / "metrics" / "train.json", outcome.metrics)
+    _write_json(base_dir / "reports" / "train_run.json", {
+        "run_id": outcome.run.run_id, "experiment_id": outcome.run.experiment_id,
+        "model_uri": outcome.run.model_uri, "model_id": outcome.run.model_id, "tracking_uri": tracking_uri,
+        "estimator": params.train.estimator, "tags": outcome.lineage.tags(),
+    })
+    return outcome
+
+
+def fit_and_log(params: Params, tracking_uri: str, base_dir: Path = Path(".")) -> TrainOutcome:
+    """Fit on `train`, measure on `test`, log the run and model to MLflow, write `train.model_dir`."""
     train = load_split(params.data, "train", base_dir)
     test = load_split(params.data, "test", base_dir)
     check_dataset(train, params.model, params.data, str(split_path(params.data, "train", base_dir)))
@@ -95,8 +107,7 @@ def run_train(params: Params, tracking_uri: str, base_dir: Path = Path(".")) -> 
     pipeline = build_pipeline(params)
     x_train, y_train = features_and_target(train, params)
     pipeline.fit(x_train, y_train)
-    x_test, y_test = features_and_target(test, params)
-    metrics = holdout_metrics.compute(params.model, pipeline, x_test, y_test)
+    metrics = holdout_metrics.compute(params.model, pipeline, *features_and_target(test, params))
     sha, dirty = git_state(base_dir)
     train_rel = Path(params.data.dir) / "train.parquet"
     lineage = Lineage(sha, dirty, data_md5(base_dir, train_rel), params.digest())
@@ -110,12 +121,6 @@ def run_train(params: Params, tracking_uri: str, base_dir: Path = Path(".")) -> 
         input_example=x_train.head(5),
         model_dir=base_dir / params.train.model_dir,
     )
-    _write_json(base_dir / "metrics" / "train.json", metrics)
-    _write_json(base_dir / "reports" / "train_run.json", {
-        "run_id": run.run_id, "experiment_id": run.experiment_id, "model_uri": run.model_uri,
-        "model_id": run.model_id, "tracking_uri": tracking_uri, "estimator": params.train.estimator,
-        "tags": lineage.tags(),
-    })
     return TrainOutcome(run, metrics, lineage)
 
 
