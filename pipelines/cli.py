@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "pipelines.commands.config",
     "pipelines.commands.stages",
     "pipelines.commands.gate",
+    "pipelines.commands.serve",
     "pipelines.commands.demo",
 )
 

@@ -1,0 +1,1 @@
+"""Stage entry points (I/O + composition), CLI, MLflow/DVC adapters, rollout controller."""

@@ -1,0 +1,44 @@
+"""`mlgate serve`: run the model server for one or more MLflow model URIs on uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gates.result import ExitCode
+from pipelines.config import load_params
+from pipelines.errors import UsageError
+from serving.config import ServingConfig
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve", help="serve MLflow models over HTTP (MLflow scoring protocol)")
+    serve.add_argument("--model", action="append", required=True, metavar="[NAME=]URI",
+                       help="model URI or directory; repeat for several variants (NAME=URI)")
+    serve.add_argument("--host", default=None, help="bind address (default: serving.host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default: serving.port)")
+    serve.add_argument("--params", default="params.yaml",
+                       help="read the serving section from this file when it exists (default: params.yaml)")
+    serve.set_defaults(handler=serve_command)
+
+
+def serving_config(params_path: str) -> ServingConfig:
+    """The `serving` section of params.yaml, or the defaults when there is no params file (e.g. in the image)."""
+    if not Path(params_path).is_file():
+        return ServingConfig()
+    return load_params(params_path).serving
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from serving.app import run_server
+    from serving.variants import parse_model_args
+
+    try:
+        models = parse_model_args(args.model)
+    except ValueError as exc:
+        raise UsageError(f"--model: {exc}") from None
+    for name, uri in models.items():
+        if "://" not in uri and not uri.startswith("models:/") and not Path(uri).is_dir():
+            raise UsageError(f"--model {name}={uri}: no model directory at that path")
+    run_server(models, serving_config(args.params), port=args.port, host=args.host)
+    return int(ExitCode.OK)

@@ -1,0 +1,128 @@
+"""The FastAPI app of the model server and the function that runs it under uvicorn.
+
+`create_app` wires the routes; models load in the background after startup, so /healthz answers
+at once and /readyz turns 200 when every variant is loaded. `run_server` is what `mlgate serve`
+and `python -m serving` call: one uvicorn process (uvloop and httptools when installed), no
+access log, one worker (micro-batching needs every request in one process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
+
+from serving.config import ServingConfig
+from serving.errors import error_body
+from serving.invocations import invoke
+from serving.metrics import ServerMetrics
+from serving.openapi import INVOCATIONS_OPENAPI
+from serving.routing import Router
+from serving.state import ServerState, VariantLoader
+from serving.variants import load_variant
+
+
+def create_app(
+    model_uris: Mapping[str, str],
+    config: ServingConfig | None = None,
+    *,
+    loader: VariantLoader = load_variant,
+    router: Router | None = None,
+) -> FastAPI:
+    """An app serving each `{variant name: MLflow model URI}`; without a router the first is the default."""
+    state = ServerState(model_uris, config or ServingConfig(), ServerMetrics(), loader, router)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loading = asyncio.create_task(state.load_all(), name="mlgate-load-variants")
+        try:
+            yield
+        finally:
+            loading.cancel()
+            await asyncio.gather(loading, return_exceptions=True)
+            await state.close()
+
+    app = FastAPI(
+        title="mlgate model server",
+        summary="MLflow scoring protocol with signature checks, micro-batching and per-variant metrics.",
+        lifespan=lifespan,
+    )
+    app.state.serving = state
+    _add_routes(app, state)
+    _add_error_handlers(app)
+    return app
+
+
+def _add_routes(app: FastAPI, state: ServerState) -> None:
+    @app.post("/invocations", openapi_extra=INVOCATIONS_OPENAPI, response_class=Response)
+    async def invocations(request: Request) -> Response:
+        """Predict with MLflow's scoring protocol (JSON or CSV); `?proba=true` for probabilities."""
+        return await invoke(state, request)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Readiness: 200 when every variant is loaded, else 503 with each variant's state."""
+        variants = state.status()
+        if state.ready:
+            return JSONResponse({"status": "ready", "variants": variants})
+        failed = any(v["state"] == "failed" for v in variants.values())
+        return JSONResponse({"status": "failed" if failed else "loading", "variants": variants}, status_code=503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        """Prometheus metrics of this server."""
+        content, media_type = state.metrics.render()
+        return Response(content, media_type=media_type)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(error_body("invalid_request", str(exc.errors())[:500]), status_code=400)
+
+
+def run_server(
+    model_uris: Mapping[str, str],
+    config: ServingConfig | None = None,
+    port: int | None = None,
+    host: str | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM; `port`/`host` override `config.port`/`config.host`."""
+    import uvicorn  # imported here: only the serving entry points need it
+
+    config = config or ServingConfig()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        create_app(model_uris, config),
+        host=host or config.host,
+        port=config.port if port is None else port,
+        loop=_fastest("uvloop", "uvloop", "asyncio"),
+        http=_fastest("httptools", "httptools", "h11"),
+        lifespan="on",
+        access_log=False,
+        log_level="info",
+        timeout_graceful_shutdown=int(config.request_timeout_s),
+    )
+
+
+def _fastest(module: str, choice: str, fallback: str) -> str:
+    """`choice` when its C-accelerated module is installed (uvicorn[standard]), else the pure-Python one."""
+    import importlib.util
+
+    return choice if importlib.util.find_spec(module) is not None else fallback

@@ -1,0 +1,192 @@
+"""The `process` runtime: the model server as a subprocess on a free 127.0.0.1 port.
+
+`ServerProcess` is what the edge-case and latency gates and the tests start: it runs
+`python -m serving`, waits until /readyz answers 200 (failing fast, with the server's log, when the
+process dies or a model fails to load), and stops it with SIGTERM, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from serving.config import ServingConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_POLL_S = 0.05
+_PORT_ATTEMPTS = 3
+
+
+class ServerStartError(RuntimeError):
+    """The server did not become ready: the message says why and ends with its log tail."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (a race is handled by retrying the start)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def probe(url: str, timeout_s: float = 2.0) -> tuple[int, dict[str, Any]]:
+    """GET `url`: (status, JSON body); status 0 when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return response.status, _json_or_empty(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, _json_or_empty(exc.read())
+    except (urllib.error.URLError, OSError):
+        return 0, {}
+
+
+def _json_or_empty(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def wait_until_ready(base_url: str, timeout_s: float, exited: Callable[[], str | None]) -> None:
+    """Poll /readyz until 200; raise ServerStartError when `exited()` gives a reason, a variant
+    failed to load, or the time is up."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        reason = exited()
+        if reason is not None:
+            raise ServerStartError(reason)
+        status, body = probe(base_url + "/readyz")
+        if status == 200:
+            return
+        if body.get("status") == "failed":
+            errors = {name: v.get("error") for name, v in body.get("variants", {}).items() if v.get("error")}
+            raise ServerStartError(f"model failed to load: {errors}")
+        time.sleep(_POLL_S)
+    raise ServerStartError(f"not ready within {timeout_s} s at {base_url}/readyz")
+
+
+class ServerProcess:
+    """`python -m serving` in a subprocess; use as a context manager or call start()/stop()."""
+
+    def __init__(
+        self,
+        model_uris: Mapping[str, str] | str,
+        config: ServingConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        env: Mapping[str, str] | None = None,
+        startup_timeout_s: float | None = None,
+        log_path: str | Path | None = None,
+    ) -> None:
+        self.model_uris = {"default": model_uris} if isinstance(model_uris, str) else dict(model_uris)
+        self.config = config or ServingConfig()
+        self.host = host
+        self.port = port
+        self.startup_timeout_s = startup_timeout_s or self.config.startup_timeout_s
+        self._env = dict(env or {})
+        self._keep_log = log_path is not None
+        self.log_path = Path(log_path) if log_path else None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. http://127.0.0.1:54321."""
+        if self.port is None:
+            raise RuntimeError("the server has not been started")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self) -> ServerProcess:
+        """Start and wait until ready; ServerStartError (server stopped) if it does not get there."""
+        fixed_port = self.port
+        for attempt in range(1 if fixed_port else _PORT_ATTEMPTS):
+            self.port = fixed_port or free_port(self.host)
+            self._spawn()
+            try:
+                wait_until_ready(self.url, self.startup_timeout_s, self._exit_reason)
+                return self
+            except ServerStartError as exc:
+                log_tail = self.log_tail()
+                self.stop()
+                if "address already in use" in log_tail.lower() and attempt + 1 < _PORT_ATTEMPTS:
+                    continue  # the free port was taken in between: try another one
+                raise ServerStartError(f"{exc}\n--- server log ---\n{log_tail}") from None
+        raise AssertionError("unreachable")
+
+    def _spawn(self) -> None:
+        if self.log_path is None or not self._keep_log:
+            handle, name = tempfile.mkstemp(prefix="mlgate-server-", suffix=".log")
+            os.close(handle)
+            self.log_path = Path(name)
+        command = [sys.executable, "-m", "serving", "--host", self.host, "--port", str(self.port),
+                   "--config-json", self.config.model_dump_json()]
+        for name, uri in self.model_uris.items():
+            command += ["--model", f"{name}={uri}"]
+        with open(self.log_path, "ab") as log:
+            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self._child_env())
+
+    def _child_env(self) -> dict[str, str]:
+        env = {**os.environ, **self._env, "PYTHONUNBUFFERED": "1"}
+        paths = [str(PROJECT_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        return env
+
+    def _exit_reason(self) -> str | None:
+        code = self._process.poll() if self._process else None
+        return None if code is None else f"the server process exited with code {code}"
+
+    def is_alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def log_tail(self, max_chars: int = 4000) -> str:
+        """The end of the server's combined stdout/stderr."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")[-max_chars:]
+
+    def stop(self, timeout_s: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout_s`; the exit code (None if never started)."""
+        process, self._process = self._process, None
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout_s)
+        if not self._keep_log and self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)
+        return process.returncode
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def server_for(model_uris: Mapping[str, str] | str, config: ServingConfig | None = None, **options: Any) -> Any:
+    """An unstarted server for `config.runtime`: ServerProcess (`process`) or DockerServer (`docker`)."""
+    config = config or ServingConfig()
+    if config.runtime == "docker":
+        from serving.docker_runtime import DockerServer  # imported here: it imports this module
+
+        return DockerServer(model_uris, config, **options)
+    return ServerProcess(model_uris, config, **options)

@@ -1,0 +1,139 @@
+"""A served variant: one MLflow model URI loaded with its name, version, signature and predict calls.
+
+sklearn models are loaded through `serving.loading` (skops with mlgate's allow-list), which keeps
+`predict_proba` available. Other flavors go through `mlflow.pyfunc`, which applies MLflow's own
+rule: models that need pickle load only when MLFLOW_ALLOW_PICKLE_DESERIALIZATION is set.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from serving.frames import build_frame, output_rows, split_rows
+from serving.loading import ModelLoadError, load_sklearn_model, local_model_path
+from serving.validation import FeatureBatch, InputSchema
+
+PredictMethod = Literal["predict", "predict_proba"]
+DEFAULT_VARIANT = "default"
+
+_NAMED_URI = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)=(?P<uri>.+)$")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
+_REGISTRY_VERSION = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)/?$")
+_REGISTRY_ALIAS = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)/?$")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A loaded model served under `name`; `predict_rows` runs one combined batch."""
+
+    name: str
+    uri: str
+    version: str
+    flavor: str
+    schema: InputSchema | None
+    model: Any
+    classes: tuple[Any, ...] | None = None
+
+    @property
+    def strict_integers(self) -> bool:
+        """pyfunc models enforce the signature themselves and refuse nulls in integer columns."""
+        return self.flavor != "sklearn"
+
+    @property
+    def supports_proba(self) -> bool:
+        return self.flavor == "sklearn" and hasattr(self.model, "predict_proba")
+
+    def predict_rows(self, method: PredictMethod, batches: Sequence[FeatureBatch]) -> list[list[Any]]:
+        """Predict every batch in one model call and return the JSON-ready rows of each batch."""
+        frame = build_frame(self.schema, batches)
+        predict = self.model.predict_proba if method == "predict_proba" else self.model.predict
+        return split_rows(output_rows(predict(frame), len(frame)), [batch.n_rows for batch in batches])
+
+    def describe(self) -> dict[str, Any]:
+        """What /readyz and logs say about this variant."""
+        return {"uri": self.uri, "version": self.version, "flavor": self.flavor,
+                "columns": list(self.schema.names) if self.schema else None,
+                "classes": list(self.classes) if self.classes is not None else None}
+
+
+def parse_model_args(values: Sequence[str]) -> dict[str, str]:
+    """`[NAME=]URI` command-line values as {variant name: URI}; an unnamed model is 'default'."""
+    models: dict[str, str] = {}
+    for value in values:
+        match = _NAMED_URI.match(value)
+        name, uri = (match["name"], match["uri"]) if match else (DEFAULT_VARIANT, value)
+        if name in models:
+            raise ValueError(f"variant {name!r} is given twice (name them: --model NAME=URI)")
+        models[name] = uri
+    if not models:
+        raise ValueError("give at least one --model")
+    return models
+
+
+def load_variant(name: str, uri: str) -> Variant:
+    """Fetch and load the model at `uri`; raise ModelLoadError naming the URI and the reason."""
+    pinned_uri, registry_version = pin_registry_version(uri)
+    if _SCHEME.match(uri) is None and not Path(uri).is_dir():
+        raise ModelLoadError(f"{uri}: no such model directory")  # fail fast, without importing mlflow
+    path = local_model_path(pinned_uri)
+    meta = _read_mlmodel(path)
+    if "sklearn" in (meta.get("flavors") or {}):
+        model, flavor = load_sklearn_model(str(path)).model, "sklearn"
+    else:
+        model, flavor = _load_pyfunc(path), "python_function"
+    version = registry_version or meta.get("run_id") or meta.get("model_id") or "local"
+    classes = getattr(model, "classes_", None) if flavor == "sklearn" else None
+    return Variant(
+        name=name, uri=uri, version=str(version), flavor=flavor,
+        schema=_input_schema(meta, uri), model=model,
+        classes=tuple(classes.tolist()) if classes is not None else None,
+    )
+
+
+def pin_registry_version(uri: str) -> tuple[str, str | None]:
+    """`models:/name@alias` resolved to `models:/name/<version>` (so the version cannot move under
+    the load), with the version; other URIs unchanged with no registry version."""
+    if match := _REGISTRY_VERSION.match(uri):
+        return uri, match["version"]
+    if not (match := _REGISTRY_ALIAS.match(uri)):
+        return uri, None
+    import mlflow  # imported here: importing mlflow costs about a second
+
+    try:
+        found = mlflow.MlflowClient().get_model_version_by_alias(match["name"], match["alias"])
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many types; the caller needs one
+        raise ModelLoadError(f"{uri}: cannot resolve alias ({str(exc).splitlines()[0][:200]})") from None
+    return f"models:/{match['name']}/{found.version}", str(found.version)
+
+
+def _read_mlmodel(path: Path) -> dict[str, Any]:
+    mlmodel = path / "MLmodel"
+    if not mlmodel.is_file():
+        raise ModelLoadError(f"{path}: no MLmodel file; not an MLflow model directory")
+    return yaml.safe_load(mlmodel.read_text(encoding="utf-8")) or {}
+
+
+def _input_schema(meta: dict[str, Any], uri: str) -> InputSchema | None:
+    inputs = (meta.get("signature") or {}).get("inputs")
+    if not inputs:
+        return None  # no signature: columns are passed through unchecked
+    try:
+        return InputSchema.from_signature_inputs(json.loads(inputs))
+    except (ValueError, TypeError) as exc:
+        raise ModelLoadError(f"{uri}: unsupported model signature ({exc})") from None
+
+
+def _load_pyfunc(path: Path) -> Any:
+    import mlflow.pyfunc
+
+    try:
+        return mlflow.pyfunc.load_model(str(path))
+    except Exception as exc:  # noqa: BLE001 - flavors raise many types; the caller needs one
+        raise ModelLoadError(f"{path}: cannot be loaded as a pyfunc model ({str(exc).splitlines()[0][:300]})") from None
