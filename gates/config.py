@@ -120,9 +120,14 @@ class CalibrationConfig(StrictModel):
 
 
 class DeepchecksConfig(StrictModel):
+    """deepchecks suites run in their pinned side environment (DESIGN §9)."""
+
     enabled: bool = True
     on_unavailable: str = Field("error", pattern="^(error|warn|skip)$")
     suites: list[str] = Field(default_factory=lambda: ["train_test_validation", "model_evaluation"])
+    exclude_checks: list[str] = Field(
+        default_factory=list, description="deepchecks check class names not to run, e.g. WeakSegmentsPerformance."
+    )
     timeout_s: float = Field(900.0, gt=0.0)
 
 
@@ -156,35 +161,74 @@ class QualityGateConfig(StrictModel):
 
 
 class EdgeCasesConfig(StrictModel):
-    property_rows: int = Field(50, ge=0, le=10_000)
-    seed: int = 0
-    request_timeout_s: float = Field(10.0, gt=0.0)
-    proba_tolerance: float = Field(1e-9, ge=0.0)
+    """The real server attacked with cases generated from the data schema (DESIGN §6 edge_cases)."""
+
+    property_rows: int = Field(50, ge=0, le=10_000, description="Rows drawn by hypothesis, one request each.")
+    seed: int = Field(0, description="Seed of the property rows and of the shuffled column order.")
+    request_timeout_s: float = Field(10.0, gt=0.0, description="No answer within this is a FAIL of the case.")
+    proba_tolerance: float = Field(1e-9, ge=0.0, description="Allowed |server - offline| probability on the holdout.")
+    holdout_batch_rows: int = Field(
+        1000, ge=1, description="Holdout rows per consistency request (also capped by serving.max_batch_rows)."
+    )
 
 
 class LatencySLO(StrictModel):
+    """Absolute service levels of the candidate under the configured load."""
+
     p95_ms: float = Field(250.0, gt=0.0)
     p99_ms: float = Field(500.0, gt=0.0)
     max_error_rate: float = Field(0.001, ge=0.0, le=1.0)
-    min_rps: float = Field(20.0, ge=0.0)
+    min_rps: float = Field(20.0, ge=0.0, description="Successful requests per second in the measured windows.")
 
 
 class RankTestConfig(StrictModel):
+    """Kayenta-style judge: fail only when significant AND the effect exceeds the tolerance."""
+
     alpha: float = Field(0.01, gt=0.0, lt=1.0)
     tolerance: float = Field(0.1, ge=0.0, le=0.5, description="Allowed P(candidate slower) - 0.5.")
 
 
 class LatencyGateConfig(StrictModel):
+    """Candidate and baseline servers under the same locust load, in alternating rounds (DESIGN §6)."""
+
+    require_baseline: bool = False
+    baseline_alias: str = "champion"
     users: int = Field(8, ge=1, le=256)
-    spawn_rate: float = Field(8.0, gt=0.0)
-    rounds: int = Field(3, ge=1, le=20, description="Rounds per model, alternated A B A B.")
-    round_s: float = Field(4.0, gt=0.0, le=120.0)
-    warmup_s: float = Field(1.0, ge=0.0)
+    spawn_rate: float = Field(8.0, gt=0.0, description="Users started per second; the ramp-up is never measured.")
+    user_rps: float | None = Field(
+        10.0, gt=0.0, description="Requests per second of each user (locust constant_throughput); None: no wait."
+    )
+    rounds: int = Field(3, ge=1, le=20, description="Rounds per model, alternated candidate/baseline.")
+    round_s: float = Field(4.0, gt=0.0, le=120.0, description="Measured seconds per round, after the warm-up.")
+    warmup_s: float = Field(1.0, ge=0.0, le=60.0, description="Seconds at the start of each round not measured.")
     max_requests_per_round: int = Field(20_000, ge=10)
-    batch_mix: dict[int, float] = Field(default_factory=lambda: {1: 0.9, 20: 0.1})
+    request_timeout_s: float = Field(10.0, gt=0.0)
+    batch_mix: dict[int, float] = Field(
+        default_factory=lambda: {1: 0.9, 20: 0.1}, description="Rows per request -> share of requests."
+    )
+    payloads_per_size: int = Field(200, ge=1, le=10_000, description="Distinct holdout payloads per batch size.")
+    seed: int = 0
+    min_samples: int = Field(100, ge=10, description="Fewer measured requests per model cannot be decided.")
     slo: LatencySLO = LatencySLO()
     max_p95_ratio: float = Field(1.25, ge=1.0)
+    p95_slack_ms: float = Field(
+        2.0, ge=0.0, description="A p95 difference this small never fails the ratio (ratios of tiny times are noise)."
+    )
     rank_test: RankTestConfig = RankTestConfig()
+
+    @model_validator(mode="after")
+    def _valid_batch_mix(self) -> LatencyGateConfig:
+        if not self.batch_mix:
+            raise ValueError("batch_mix needs at least one batch size")
+        bad = [size for size, share in self.batch_mix.items() if size < 1 or share <= 0]
+        if bad:
+            raise ValueError(f"batch_mix: batch sizes must be >= 1 and shares > 0; wrong for {bad}")
+        return self
+
+    @property
+    def round_deadline_s(self) -> float:
+        """Hard upper bound of one round: ramp-up, warm-up, measurement and a margin to stop."""
+        return self.users / self.spawn_rate + self.warmup_s + self.round_s + 5.0
 
 
 class GatesConfig(StrictModel):
@@ -194,30 +238,69 @@ class GatesConfig(StrictModel):
     latency: LatencyGateConfig = LatencyGateConfig()
 
 
-class ShadowConfig(StrictModel):
-    """Shadow analysis: no labels needed."""
+# Label metrics the canary tests sequentially from feedback: each is a proportion over a subset of rows.
+CANARY_LABEL_METRICS: dict[str, tuple[str, ...]] = {
+    "accuracy": ("binary", "multiclass"),
+    "recall": ("binary",),
+    "precision": ("binary",),
+}
 
-    min_requests: int = Field(200, ge=1)
-    min_agreement: float = Field(0.9, ge=0.0, le=1.0)
+
+class ShadowConfig(StrictModel):
+    """Shadow analysis: the challenger predicts on mirrored traffic; no labels needed.
+
+    Rates are judged on always-valid confidence sequences (alpha, tightest at `planned_requests`),
+    so the controller may re-run the analysis at every poll: PASS when the whole interval is on the
+    good side of the threshold, FAIL when it is wholly on the bad side, else inconclusive.
+    """
+
+    min_requests: int = Field(200, ge=1, description="Paired requests before any verdict.")
+    planned_requests: int = Field(2000, ge=10, description="Requests at which the confidence sequences are tightest.")
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    min_agreement: float = Field(0.9, ge=0.0, le=1.0, description="Share of rows where both predict the same label.")
+    min_score_correlation: float = Field(0.8, ge=-1.0, le=1.0, description="Pearson r of scores (or regression values).")
+    max_score_mae: float | None = Field(None, gt=0.0, description="Mean |score difference|; None: reported, not judged.")
     max_output_psi: float = Field(0.2, gt=0.0)
-    max_error_rate: float = Field(0.01, ge=0.0, le=1.0)
-    max_latency_ratio: float = Field(1.5, ge=1.0)
-    max_duration_s: float = Field(3600.0, gt=0.0)
+    max_error_rate: float = Field(0.01, ge=0.0, le=1.0, description="Share of requests the challenger failed.")
+    max_latency_ratio: float = Field(1.5, ge=1.0, description="p95 challenger / p95 champion.")
+    latency_alpha: float = Field(0.01, gt=0.0, lt=1.0)
+    latency_tolerance: float = Field(0.1, ge=0.0, le=0.5, description="Allowed P(challenger slower) - 0.5.")
+    input_drift: Literal["warn", "fail", "off"] = Field(
+        "warn", description="Drift of live traffic vs training: it questions the offline evaluation, not the model."
+    )
+    max_duration_s: float = Field(3600.0, gt=0.0, description="Inconclusive this long: the rollout pauses.")
 
 
 class CanaryConfig(StrictModel):
-    """Canary analysis per traffic step, with always-valid sequential tests."""
+    """Canary analysis per traffic step, with always-valid sequential tests (mSPRT).
+
+    Label metrics and the error rate are tested on the cumulative data since the canary started, so
+    one always-valid test covers every look of every step. Any proven harm (the whole confidence
+    sequence beyond the margin) fails the step at once. Non-inferiority (the whole sequence inside
+    the margin) must be proven before promotion: at the last step, or at every step with
+    `prove_non_inferiority: every_step`.
+    """
 
     steps: list[int] = Field(default_factory=lambda: [5, 25, 50, 100])
     approval_before: list[int] = Field(default_factory=list)
-    min_requests_per_step: int = Field(200, ge=1)
-    min_labels_per_step: int = Field(100, ge=0)
-    max_step_duration_s: float = Field(3600.0, gt=0.0)
+    approve_promotion: bool = Field(False, description="Wait for an approval of stage `production` before promoting.")
+    min_requests_per_step: int = Field(200, ge=1, description="Requests the challenger served in the step.")
+    min_labels_per_step: int = Field(100, ge=0, description="Labelled challenger rows in the step.")
+    max_step_duration_s: float = Field(3600.0, gt=0.0, description="Inconclusive this long: the rollout pauses.")
     srm_alpha: float = Field(0.001, gt=0.0, lt=1.0)
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
     metric_margins: dict[str, float] = Field(default_factory=lambda: {"accuracy": 0.02})
+    planning_rates: dict[str, float] = Field(
+        default_factory=lambda: {"accuracy": 0.85, "error_rate": 0.01},
+        description="Expected rate per metric, fixed before the canary: sets the mixing variance (0.5 if absent).",
+    )
+    planned_labels: int = Field(2000, ge=10, description="Labelled rows per arm where the label tests are tightest.")
+    planned_requests: int = Field(5000, ge=10, description="Requests per arm where the error-rate test is tightest.")
     error_rate_margin: float = Field(0.005, ge=0.0)
-    latency_tolerance: float = Field(0.1, ge=0.0, le=0.5)
+    prove_non_inferiority: Literal["last_step", "every_step"] = "last_step"
+    latency_tolerance: float | None = Field(0.1, ge=0.0, le=0.5, description="None: no latency check.")
+    latency_alpha: float = Field(0.01, gt=0.0, lt=1.0)
+    min_latency_samples: int = Field(30, ge=5)
 
     @model_validator(mode="after")
     def _steps_increase(self) -> CanaryConfig:
@@ -229,3 +312,19 @@ class CanaryConfig(StrictModel):
         if unknown:
             raise ValueError(f"approval_before names steps that are not in steps: {unknown}")
         return self
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> CanaryConfig:
+        for name, margin in self.metric_margins.items():
+            if name not in CANARY_LABEL_METRICS:
+                raise ValueError(f"metric_margins.{name}: not a canary label metric; valid: "
+                                 f"{', '.join(CANARY_LABEL_METRICS)}")
+            if not 0.0 <= margin < 1.0:
+                raise ValueError(f"metric_margins.{name}: margin must be in [0, 1), got {margin}")
+        for name, rate in self.planning_rates.items():
+            if name not in (*CANARY_LABEL_METRICS, "error_rate") or not 0.0 < rate < 1.0:
+                raise ValueError(f"planning_rates.{name}: need a label metric or error_rate with a rate in (0, 1)")
+        return self
+
+    def planning_rate(self, metric: str) -> float:
+        return self.planning_rates.get(metric, 0.5)

@@ -17,7 +17,9 @@ from pipelines import console
 from pipelines.context import RunContext
 from pipelines.errors import MlgateError
 
-GATES: dict[str, str] = {}
+GATES: dict[str, str] = {
+    "quality": "pipelines.quality_gate",
+}
 
 
 def stage_module(name: str) -> ModuleType:
