@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "pipelines.commands.gate",
     "pipelines.commands.serve",
     "pipelines.commands.demo",
+    "pipelines.commands.release",
 )
 
 
