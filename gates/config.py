@@ -63,6 +63,7 @@ class SkewConfig(StrictModel):
     logged_path: str | None = Field(None, description="CSV / Parquet / JSONL of logged rows; None: no skew check.")
     key_column: str = Field("request_id", description="Key column of the logged rows.")
     offline_key: str = Field("row_id", description="Column of the offline splits the key matches.")
+    key_prefix: str = Field("", description="Prefix of logged keys removed before matching (replay's id_prefix).")
     max_mismatch_share: float = Field(0.0, ge=0.0, le=1.0, description="Allowed share of rows whose value differs.")
     rel_tolerance: float = Field(1e-6, ge=0.0, description="Numeric values equal within this relative difference.")
     abs_tolerance: float = Field(1e-9, ge=0.0, description="... or within this absolute difference.")
@@ -163,7 +164,7 @@ class QualityGateConfig(StrictModel):
 class EdgeCasesConfig(StrictModel):
     """The real server attacked with cases generated from the data schema (DESIGN §6 edge_cases)."""
 
-    property_rows: int = Field(50, ge=0, le=10_000, description="Rows drawn by hypothesis, one request each.")
+    property_rows: int = Field(50, ge=0, le=10_000, description="Random valid rows (seeded), one request each.")
     seed: int = Field(0, description="Seed of the property rows and of the shuffled column order.")
     request_timeout_s: float = Field(10.0, gt=0.0, description="No answer within this is a FAIL of the case.")
     proba_tolerance: float = Field(1e-9, ge=0.0, description="Allowed |server - offline| probability on the holdout.")
@@ -227,8 +228,8 @@ class LatencyGateConfig(StrictModel):
 
     @property
     def round_deadline_s(self) -> float:
-        """Hard upper bound of one round: ramp-up, warm-up, measurement and a margin to stop."""
-        return self.users / self.spawn_rate + self.warmup_s + self.round_s + 5.0
+        """Upper bound of one round: ramp-up, warm-up, measurement, and requests in flight finishing."""
+        return self.users / self.spawn_rate + self.warmup_s + self.round_s + self.request_timeout_s
 
 
 class GatesConfig(StrictModel):
@@ -291,8 +292,9 @@ class CanaryConfig(StrictModel):
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
     metric_margins: dict[str, float] = Field(default_factory=lambda: {"accuracy": 0.02})
     planning_rates: dict[str, float] = Field(
-        default_factory=lambda: {"accuracy": 0.85, "error_rate": 0.01},
-        description="Expected rate per metric, fixed before the canary: sets the mixing variance (0.5 if absent).",
+        default_factory=lambda: {"accuracy": 0.85, "error_rate": 0.05},
+        description="Rate per metric, fixed before the canary, that sets the mixing variance (0.5 if absent). "
+                    "A larger value catches big regressions sooner and small ones later.",
     )
     planned_labels: int = Field(2000, ge=10, description="Labelled rows per arm where the label tests are tightest.")
     planned_requests: int = Field(5000, ge=10, description="Requests per arm where the error-rate test is tightest.")

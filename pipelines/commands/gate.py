@@ -19,6 +19,7 @@ from pipelines.errors import MlgateError
 
 GATES: dict[str, str] = {
     "quality": "pipelines.quality_gate",
+    "edge_cases": "pipelines.edge_cases_gate",
 }
 
 

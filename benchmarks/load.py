@@ -1,0 +1,117 @@
+"""A generic closed-loop HTTP load generator: N concurrent clients POSTing bodies for a bounded time.
+
+asyncio + aiohttp (a lighter client than httpx, so on a small machine the generator takes less of
+the CPU it shares with the server under test). Each client sends its next request as soon as the
+previous answer is read; requests that start during the warm-up are sent but not measured. The run
+stops at `duration_s` after the warm-up or after `max_requests` measured requests, whichever is first.
+
+    result = run_load("http://127.0.0.1:8080/invocations", bodies, concurrency=32, duration_s=10)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class LoadResult:
+    """Latencies of the measured successful requests, every status seen, and the measured time."""
+
+    latencies_s: list[float] = field(default_factory=list)
+    statuses: Counter[str] = field(default_factory=Counter)
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> int:
+        return len(self.latencies_s)
+
+    @property
+    def errors(self) -> int:
+        return sum(n for status, n in self.statuses.items() if not status.startswith("2"))
+
+    @property
+    def throughput(self) -> float:
+        """Successful requests per second of measured time."""
+        return self.ok / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def percentile_ms(self, q: float) -> float:
+        return float(np.percentile(self.latencies_s, q) * 1e3) if self.latencies_s else float("nan")
+
+
+class _Run:
+    """Shared state of one load run: the body cursor, the clock and the measured samples."""
+
+    def __init__(self, bodies: Sequence[bytes], warmup_s: float, duration_s: float, max_requests: int) -> None:
+        self.bodies, self.cursor, self.max_requests = bodies, 0, max_requests
+        self.measure_from = time.perf_counter() + warmup_s
+        self.stop_at = self.measure_from + duration_s
+        self.result = LoadResult()
+        self.measured = 0
+
+    def next_body(self) -> bytes | None:
+        """The next body, or None when time or the request budget is used up."""
+        now = time.perf_counter()
+        if now >= self.stop_at or self.measured >= self.max_requests:
+            return None
+        if now >= self.measure_from:
+            self.measured += 1
+        body = self.bodies[self.cursor % len(self.bodies)]
+        self.cursor += 1
+        return body
+
+    def record(self, started: float, status: str, seconds: float) -> None:
+        if started < self.measure_from:
+            return
+        self.result.statuses[status] += 1
+        if status.startswith("2"):
+            self.result.latencies_s.append(seconds)
+
+
+async def _client(session, url: str, run: _Run, headers: dict[str, str]) -> None:
+    import aiohttp
+
+    while (body := run.next_body()) is not None:
+        started = time.perf_counter()
+        try:
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+                status = str(response.status)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            status = type(exc).__name__
+        run.record(started, status, time.perf_counter() - started)
+
+
+async def load(url: str, bodies: Sequence[bytes], concurrency: int = 32, duration_s: float = 10.0,
+               warmup_s: float = 1.0, max_requests: int = 1_000_000, timeout_s: float = 30.0,
+               content_type: str = "application/json") -> LoadResult:
+    """Run `concurrency` clients against `url` (see the module docstring for the bounds)."""
+    import aiohttp
+
+    if not bodies:
+        raise ValueError("no request bodies to send")
+    run = _Run(bodies, warmup_s, duration_s, max_requests)
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        headers = {"Content-Type": content_type}
+        await asyncio.gather(*(_client(session, url, run, headers) for _ in range(concurrency)))
+    run.result.elapsed_s = time.perf_counter() - run.measure_from  # until the last measured answer
+    return run.result
+
+
+def run_load(url: str, bodies: Sequence[bytes], **options: float | int | str) -> LoadResult:
+    """`load` on a fresh event loop (uvloop when installed)."""
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:
+        factory = asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(load(url, bodies, **options))  # type: ignore[arg-type]
