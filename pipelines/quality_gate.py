@@ -123,7 +123,7 @@ def _lineage(tracking_uri: str, ref: Any) -> dict[str, str]:
     run_tags: dict[str, str] = {}
     if ref.run_id:
         try:
-            run_tags = dict(registry.client(tracking_uri).get_run(ref.run_id).data.tags)
+            run_tags = registry.run_tags(tracking_uri, ref.run_id)
         except Exception:  # noqa: BLE001 - lineage is informative; the version's own tags still apply
             run_tags = {}
     tags = {**run_tags, **ref.tags}

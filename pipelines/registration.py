@@ -92,11 +92,10 @@ def report_files(reports_dir: Path) -> list[Path]:
 
 
 def attach_reports(tracking_uri: str, run_id: str, reports_dir: Path) -> list[str]:
-    mlflow_client = registry.client(tracking_uri)
     attached = []
     for path in report_files(reports_dir):
         sub = "/gates" if path.parent.name == "gates" else ""
-        mlflow_client.log_artifact(run_id, str(path), REPORTS_ARTIFACT_PATH + sub)
+        registry.log_run_artifact(tracking_uri, run_id, path, REPORTS_ARTIFACT_PATH + sub)
         attached.append(f"{REPORTS_ARTIFACT_PATH}{sub}/{path.name}")
     return attached
 
@@ -106,14 +105,13 @@ def existing_version(tracking_uri: str, name: str, run_id: str, tags: dict[str, 
     from mlflow.exceptions import MlflowException
 
     try:
-        found = registry.client(tracking_uri).search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+        found = registry.versions_of_run(tracking_uri, name, run_id)
     except MlflowException:
         return None
-    for mv in found:
-        have = dict(mv.tags or {})
-        same = all(have.get(k) == tags[k] for k in (MODEL_DIGEST_TAG, REPORT_DIGEST_TAG))
-        if same and have.get(TAG_PREFIX + "stage") == "candidate":
-            return registry.get_version(tracking_uri, name, mv.version)
+    for ref in found:
+        same = all(ref.tags.get(k) == tags[k] for k in (MODEL_DIGEST_TAG, REPORT_DIGEST_TAG))
+        if same and ref.tags.get(TAG_PREFIX + "stage") == "candidate":
+            return ref
     return None
 
 

@@ -180,3 +180,63 @@ def set_version_tags(tracking_uri: str, name: str, version: str, tags: dict[str,
     mlflow_client = client(tracking_uri)
     for key, value in tags.items():
         mlflow_client.set_model_version_tag(name, str(version), key, value)
+
+
+def run_tags(tracking_uri: str, run_id: str) -> dict[str, str]:
+    """Tags of a tracking run (e.g. the lineage of the run a registered version came from)."""
+    return dict(client(tracking_uri).get_run(run_id).data.tags)
+
+
+def log_run_artifact(tracking_uri: str, run_id: str, path: Path, artifact_dir: str) -> None:
+    client(tracking_uri).log_artifact(run_id, str(path), artifact_dir)
+
+
+def versions_of_run(tracking_uri: str, name: str, run_id: str) -> list[ModelVersionRef]:
+    """Every registered version of `name` that was created from the run `run_id`."""
+    found = client(tracking_uri).search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    return [_ref(mv) for mv in found]
+
+
+# ---- Registered-model tags and version search: the rollout's state, lock and history (DESIGN §8). ----
+
+
+def registered_model_tags(tracking_uri: str, name: str) -> dict[str, str] | None:
+    """The registered model's tags, or None when the model is not registered."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(client(tracking_uri).get_registered_model(name).tags or {})
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+            return None
+        raise
+
+
+def set_registered_model_tag(tracking_uri: str, name: str, key: str, value: str) -> None:
+    client(tracking_uri).set_registered_model_tag(name, key, value)
+
+
+def delete_registered_model_tag(tracking_uri: str, name: str, key: str) -> None:
+    """Remove a tag; removing one that is absent is not an error (idempotent)."""
+    from contextlib import suppress
+
+    from mlflow.exceptions import MlflowException
+
+    with suppress(MlflowException):
+        client(tracking_uri).delete_registered_model_tag(name, key)
+
+
+def delete_version_tag(tracking_uri: str, name: str, version: str, key: str) -> None:
+    """Remove a version tag; removing one that is absent is not an error (idempotent)."""
+    from contextlib import suppress
+
+    from mlflow.exceptions import MlflowException
+
+    with suppress(MlflowException):
+        client(tracking_uri).delete_model_version_tag(name, str(version), key)
+
+
+def search_versions(tracking_uri: str, name: str) -> list[ModelVersionRef]:
+    """Every version of `name`, oldest first (empty when the model is not registered)."""
+    found = client(tracking_uri).search_model_versions(f"name = '{name}'")
+    return sorted((_ref(mv) for mv in found), key=lambda ref: int(ref.version))
