@@ -18,6 +18,7 @@ from pipelines.context import RunContext
 from pipelines.errors import MlgateError
 
 GATES: dict[str, str] = {
+    "data": "pipelines.data_gate",
     "quality": "pipelines.quality_gate",
     "edge_cases": "pipelines.edge_cases_gate",
 }
