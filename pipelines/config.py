@@ -80,11 +80,21 @@ class TrainConfig(StrictModel):
 
 
 class RolloutConfig(StrictModel):
-    backend: Literal["local"] = "local"
-    endpoint: str = "http://127.0.0.1:8080"
-    poll_interval_s: float = Field(10.0, gt=0.0)
+    """`mlgate rollout`: where traffic is changed, how often the controller looks, the analyses' rules."""
+
+    backend: Literal["local"] = Field("local", description="local: the server's /routes (Kubernetes: see backend.py).")
+    endpoint: str = Field("http://127.0.0.1:8080", description="The server whose routes the rollout changes.")
+    poll_interval_s: float = Field(10.0, gt=0.0, description="Seconds between looks in `mlgate rollout run`.")
+    lock_ttl_s: float = Field(900.0, gt=0.0, description="A controller lock without heartbeat this long is stale.")
+    prediction_log_url: str | None = Field(None, description="Where the server logs; None: serving.prediction_log.url.")
     shadow: ShadowConfig = ShadowConfig()
     canary: CanaryConfig = CanaryConfig()
+
+    @model_validator(mode="after")
+    def _poll_within_lock_ttl(self) -> RolloutConfig:
+        if self.poll_interval_s >= self.lock_ttl_s:
+            raise ValueError("poll_interval_s must be shorter than lock_ttl_s (the lock's heartbeat is renewed per poll)")
+        return self
 
 
 class ApprovalsConfig(StrictModel):
