@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +26,8 @@ class LoadResult:
     latencies_s: list[float] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
     elapsed_s: float = 0.0
+    # With `tag_header`: the latencies of successful requests by that response header's value.
+    tagged: defaultdict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
     @property
     def ok(self) -> int:
@@ -54,43 +56,54 @@ class _Run:
         self.result = LoadResult()
         self.measured = 0
 
-    def next_body(self) -> bytes | None:
-        """The next body, or None when time or the request budget is used up."""
+    def next_body(self) -> tuple[int, bytes] | None:
+        """The next request's number and body, or None when time or the request budget is used up."""
         now = time.perf_counter()
         if now >= self.stop_at or self.measured >= self.max_requests:
             return None
         if now >= self.measure_from:
             self.measured += 1
-        body = self.bodies[self.cursor % len(self.bodies)]
+        number = self.cursor
         self.cursor += 1
-        return body
+        return number, self.bodies[number % len(self.bodies)]
 
-    def record(self, started: float, status: str, seconds: float) -> None:
+    def record(self, started: float, status: str, seconds: float, tag: str | None = None) -> None:
         if started < self.measure_from:
             return
         self.result.statuses[status] += 1
         if status.startswith("2"):
             self.result.latencies_s.append(seconds)
+            if tag is not None:
+                self.result.tagged[tag].append(seconds)
 
 
-async def _client(session, url: str, run: _Run, headers: dict[str, str]) -> None:
+HeadersFor = Callable[[int], dict[str, str]]  # request number -> extra request headers
+
+
+async def _client(session, url: str, run: _Run, headers: dict[str, str], headers_for: HeadersFor | None,
+                  tag_header: str | None) -> None:
     import aiohttp
 
-    while (body := run.next_body()) is not None:
-        started = time.perf_counter()
+    while (item := run.next_body()) is not None:
+        number, body = item
+        sent = {**headers, **headers_for(number)} if headers_for else headers
+        started, tag = time.perf_counter(), None
         try:
-            async with session.post(url, data=body, headers=headers) as response:
+            async with session.post(url, data=body, headers=sent) as response:
                 await response.read()
                 status = str(response.status)
+                tag = response.headers.get(tag_header) if tag_header else None
         except (TimeoutError, aiohttp.ClientError) as exc:
             status = type(exc).__name__
-        run.record(started, status, time.perf_counter() - started)
+        run.record(started, status, time.perf_counter() - started, tag)
 
 
 async def load(url: str, bodies: Sequence[bytes], concurrency: int = 32, duration_s: float = 10.0,
                warmup_s: float = 1.0, max_requests: int = 1_000_000, timeout_s: float = 30.0,
-               content_type: str = "application/json") -> LoadResult:
-    """Run `concurrency` clients against `url` (see the module docstring for the bounds)."""
+               content_type: str = "application/json", headers_for: HeadersFor | None = None,
+               tag_header: str | None = None) -> LoadResult:
+    """Run `concurrency` clients against `url` (see the module docstring for the bounds).
+    `headers_for(n)` adds headers to request number n; `tag_header` splits latencies by a response header."""
     import aiohttp
 
     if not bodies:
@@ -100,12 +113,13 @@ async def load(url: str, bodies: Sequence[bytes], concurrency: int = 32, duratio
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         headers = {"Content-Type": content_type}
-        await asyncio.gather(*(_client(session, url, run, headers) for _ in range(concurrency)))
+        await asyncio.gather(*(_client(session, url, run, headers, headers_for, tag_header)
+                               for _ in range(concurrency)))
     run.result.elapsed_s = time.perf_counter() - run.measure_from  # until the last measured answer
     return run.result
 
 
-def run_load(url: str, bodies: Sequence[bytes], **options: float | int | str) -> LoadResult:
+def run_load(url: str, bodies: Sequence[bytes], **options: object) -> LoadResult:
     """`load` on a fresh event loop (uvloop when installed)."""
     try:
         import uvloop

@@ -3,13 +3,16 @@
 `create_app` wires the routes; models load in the background after startup, so /healthz answers
 at once and /readyz turns 200 when every variant is loaded. `run_server` is what `mlgate serve`
 and `python -m serving` call: one uvicorn process (uvloop and httptools when installed), no
-access log, one worker (micro-batching needs every request in one process).
+access log, one worker (micro-batching, routing state and the bandit need every request in one
+process). On SIGTERM uvicorn finishes the requests in flight, then the lifespan shutdown flushes
+the prediction log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -18,14 +21,18 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
+from serving.admin import add_admin_routes
 from serving.config import ServingConfig
 from serving.errors import error_body
 from serving.invocations import invoke
 from serving.metrics import ServerMetrics
 from serving.openapi import INVOCATIONS_OPENAPI
+from serving.routes import RouteTable
 from serving.routing import Router
 from serving.state import ServerState, VariantLoader
 from serving.variants import load_variant
+
+ADMIN_TOKEN_ENV = "MLGATE_ADMIN_TOKEN"
 
 
 def create_app(
@@ -34,19 +41,24 @@ def create_app(
     *,
     loader: VariantLoader = load_variant,
     router: Router | None = None,
+    routes: RouteTable | None = None,
+    admin_token: str | None = None,
 ) -> FastAPI:
-    """An app serving each `{variant name: MLflow model URI}`; without a router the first is the default."""
-    state = ServerState(model_uris, config or ServingConfig(), ServerMetrics(), loader, router)
+    """An app serving each `{variant name: MLflow model URI}` by the route table `routes` (default:
+    the first model takes all traffic). `admin_token` enables PUT /routes; `router` replaces the
+    table's own routing (tests, custom policies)."""
+    state = ServerState(model_uris, config or ServingConfig(), ServerMetrics(), loader, router, routes, admin_token)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await state.open_log()  # fails the startup when the prediction log cannot be written
         loading = asyncio.create_task(state.load_all(), name="mlgate-load-variants")
         try:
             yield
         finally:
             loading.cancel()
             await asyncio.gather(loading, return_exceptions=True)
-            await state.close()
+            await state.close()  # stops the shadows, then writes every queued log row
 
     app = FastAPI(
         title="mlgate model server",
@@ -55,6 +67,7 @@ def create_app(
     )
     app.state.serving = state
     _add_routes(app, state)
+    add_admin_routes(app, state)
     _add_error_handlers(app)
     return app
 
@@ -102,14 +115,17 @@ def run_server(
     config: ServingConfig | None = None,
     port: int | None = None,
     host: str | None = None,
+    routes: RouteTable | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM; `port`/`host` override `config.port`/`config.host`."""
+    """Serve until SIGINT/SIGTERM; `port`/`host` override `config.port`/`config.host`. Route
+    changes are enabled when the environment has MLGATE_ADMIN_TOKEN."""
     import uvicorn  # imported here: only the serving entry points need it
 
     config = config or ServingConfig()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    token = os.environ.get(ADMIN_TOKEN_ENV) or None
     uvicorn.run(
-        create_app(model_uris, config),
+        create_app(model_uris, config, routes=routes, admin_token=token),
         host=host or config.host,
         port=config.port if port is None else port,
         loop=_fastest("uvloop", "uvloop", "asyncio"),

@@ -140,18 +140,7 @@ class MicroBatcher:
 
     def _predict_group(self, method: str, batches: list[FeatureBatch]) -> list[list[Any] | Exception]:
         """Runs in the predict thread: one combined call; on failure, each request alone."""
-        try:
-            return list(self._call(method, batches))
-        except Exception as exc:  # noqa: BLE001 - any model error is isolated and reported per request
-            if len(batches) == 1:
-                return [_prediction_error(exc)]
-        return [self._predict_alone(method, batch) for batch in batches]
-
-    def _predict_alone(self, method: str, batch: FeatureBatch) -> list[Any] | Exception:
-        try:
-            return self._call(method, [batch])[0]
-        except Exception as exc:  # noqa: BLE001 - reported to this request only
-            return _prediction_error(exc)
+        return predict_isolated(lambda group: self._call(method, group), batches)
 
     def _call(self, method: str, batches: list[FeatureBatch]) -> list[list[Any]]:
         started = time.perf_counter()
@@ -160,6 +149,24 @@ class MicroBatcher:
         finally:
             rows = sum(batch.n_rows for batch in batches)
             self._observe(len(batches), rows, time.perf_counter() - started)
+
+
+def predict_isolated(
+    call: Callable[[list[FeatureBatch]], list[list[Any]]], batches: list[FeatureBatch]
+) -> list[list[Any] | Exception]:
+    """One combined call; when it raises, each batch alone, so one bad request fails only itself."""
+    try:
+        return list(call(batches))
+    except Exception as exc:  # noqa: BLE001 - any model error is isolated and reported per request
+        if len(batches) == 1:
+            return [_prediction_error(exc)]
+    outcomes: list[list[Any] | Exception] = []
+    for batch in batches:
+        try:
+            outcomes.append(call([batch])[0])
+        except Exception as exc:  # noqa: BLE001 - reported to this request only
+            outcomes.append(_prediction_error(exc))
+    return outcomes
 
 
 def limit_native_threads(threads: int) -> None:

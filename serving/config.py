@@ -26,6 +26,44 @@ class PredictionLogConfig(StrictModel):
     url: str = "sqlite:///reports/predictions.db"
     batch_size: int = Field(256, ge=1)
     flush_interval_s: float = Field(0.5, gt=0.0)
+    enabled: bool = True
+    # Rows waiting for the writer; beyond this, rows are dropped and counted (never unbounded memory).
+    max_pending_rows: int = Field(200_000, ge=1)
+    # The class whose probability is logged as `score` for binary classifiers (default: classes_[1]).
+    positive_class: str | None = None
+
+
+class ShadowMirrorConfig(StrictModel):
+    """Mirroring to shadow variants: one bounded queue and one worker thread per shadow variant."""
+
+    queue_size: int = Field(1024, ge=1)
+    max_batch_rows: int = Field(256, ge=1)
+    max_wait_ms: float = Field(20.0, ge=0.0, le=1000.0)
+    # A shadow call slower than this is recorded with status 504 (its prediction is not used).
+    timeout_s: float = Field(5.0, gt=0.0)
+    # Share of wall-clock time a shadow's worker may spend computing (CPU time): it shares the GIL
+    # with the answering variant, so beyond this its work waits (once its queue is full, mirrored
+    # requests are dropped and counted).
+    max_busy_share: float = Field(0.01, gt=0.0, le=1.0)
+
+
+class BanditConfig(StrictModel):
+    """Thompson sampling (Beta-Bernoulli) over the arms of a bandit route table."""
+
+    min_share: float = Field(0.05, ge=0.0, le=0.5)
+    prior_alpha: float = Field(1.0, gt=0.0)
+    prior_beta: float = Field(1.0, gt=0.0)
+
+
+class RoutingConfig(StrictModel):
+    """How requests are assigned to variants; the route table itself comes from --routes or PUT /routes."""
+
+    # An input column holding an entity id used as the sticky routing key when X-Routing-Key is absent.
+    key_column: str | None = None
+    # Seed of the random routing and bandit draws (None: a fresh seed per process).
+    seed: int | None = None
+    shadow: ShadowMirrorConfig = ShadowMirrorConfig()
+    bandit: BanditConfig = BanditConfig()
 
 
 class ServingConfig(StrictModel):
@@ -41,3 +79,4 @@ class ServingConfig(StrictModel):
     startup_timeout_s: float = Field(60.0, gt=0.0)
     microbatch: MicroBatchConfig = MicroBatchConfig()
     prediction_log: PredictionLogConfig = PredictionLogConfig()
+    routing: RoutingConfig = RoutingConfig()

@@ -1,8 +1,11 @@
 """POST /invocations: one request through routing, size limits, parsing, validation and the batcher.
 
-Every outcome is a value: a JSON body, a status and the headers `X-Request-Id`, `X-Model-Variant`
-and `X-Model-Version`. A bad request is a 4xx naming the problem; only a model that raises (500),
-a model too slow (504) or a defect in this server (500) give a 5xx, always with the request id.
+Every outcome is a value: a JSON body, a status and the headers `X-Request-Id`, `X-Model-Variant`,
+`X-Model-Version` and `X-Route-Version` (the route table that routed it). A bad request is a 4xx
+naming the problem; only a model that raises (500), a model too slow (504) or a defect in this
+server (500) give a 5xx, always with the request id. After the answer is ready, the request is
+counted, its variant's answer is queued for the prediction log and it is offered to the shadows;
+none of these waits for I/O or for another variant.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -23,8 +27,11 @@ from serving.batching import PredictionError
 from serving.config import ServingConfig
 from serving.errors import RequestError, bad_request, error_body, too_large
 from serving.metrics import UNROUTED
-from serving.protocol import media_type_of, parse_body
-from serving.state import ServerState
+from serving.prediction_log import PredictionEntry
+from serving.protocol import ParsedInput, media_type_of, parse_body
+from serving.routing import ROUTING_KEY_HEADER, forced_variant
+from serving.shadow import ShadowJob
+from serving.state import ActiveRoutes, Runtime, ServerState
 from serving.validation import FeatureBatch, validate
 from serving.variants import PredictMethod, Variant
 
@@ -34,23 +41,39 @@ REQUEST_ID_HEADER = "x-request-id"
 PROBA_HEADER = "x-predict-proba"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 _TRUE, _FALSE = frozenset({"1", "true", "yes"}), frozenset({"0", "false", "no"})
-# Bodies above this are parsed and checked in a thread, so the event loop keeps answering others.
+# Bodies above this are parsed, and batches above this many cells checked, in a thread, so the
+# event loop keeps answering others.
 OFFLOAD_BYTES = 256 * 1024
+OFFLOAD_CELLS = 20_000
+
+
+@dataclass
+class _Call:
+    """What one request got through: filled in step by step, logged and counted at the end."""
+
+    started: float
+    ts: float
+    request_id: str
+    routes: ActiveRoutes
+    key: str | None = None
+    runtime: Runtime | None = None
+    parsed: ParsedInput | None = None
+    batch: FeatureBatch | None = None
+    labels: list[Any] | None = None
+    scores: list[Any] | None = None
 
 
 async def invoke(state: ServerState, request: Request) -> Response:
     """Answer one scoring request; never raises."""
-    started = time.perf_counter()
-    request_id, variant = new_request_id(), None
+    call = _Call(time.perf_counter(), time.time(), new_request_id(), state.routes)  # the one read of the table
+    code: str | None = None
     try:
-        request_id = request_id_of(request.headers)
-        variant = state.variant_for(request.headers)
-        status, code = 200, None
-        content = encode_json(await _predict(state, variant, request))
+        call.request_id = request_id_of(request.headers)
+        status, content = 200, encode_json(await _answer(state, call, request))
     except RequestError as exc:
         status, payload, code = exc.status, exc.body(), exc.code
     except PredictionError as exc:
-        log.warning("request %s: the model raised: %s", request_id, exc)
+        log.warning("request %s: the model raised: %s", call.request_id, exc)
         status, code = 500, "prediction_failed"
         payload = error_body(code, f"the model failed on this request: {exc}")
     except TimeoutError:
@@ -60,29 +83,70 @@ async def invoke(state: ServerState, request: Request) -> Response:
         status, code = 400, "client_disconnected"
         payload = error_body(code, "the client closed the connection before sending the whole body")
     except Exception:  # noqa: BLE001 - a defect here must not kill the worker or leak a traceback
-        log.exception("request %s: unexpected server error", request_id)
+        log.exception("request %s: unexpected server error", call.request_id)
         status, code = 500, "internal_error"
         payload = error_body(code, "unexpected server error; it is logged with this request id")
     if code is not None:
-        payload["error"]["request_id"] = request_id
+        payload["error"]["request_id"] = call.request_id
         content = encode_json(payload)
-    label = variant.name if variant is not None else UNROUTED
-    state.metrics.observe_request(label, status, time.perf_counter() - started, code)
-    return _json_response(status, content, request_id, variant)
+    _after(state, call, status, code, payload["error"]["message"] if code is not None else None)
+    return _json_response(status, content, call)
 
 
-async def _predict(state: ServerState, variant: Variant, request: Request) -> dict[str, Any]:
-    config = state.config
+async def _answer(state: ServerState, call: _Call, request: Request) -> dict[str, Any]:
+    """Route, read, check and predict; the response body."""
+    config, headers = state.config, request.headers
+    name = forced_variant(call.routes.table, headers)
+    call.key = headers.get(ROUTING_KEY_HEADER) or None
+    if name is None and call.key is None and config.routing.key_column is not None:
+        call.parsed = await _parsed(request, config)
+        call.key = column_key(call.parsed, config.routing.key_column)
+    if name is None:
+        name = state.router.choose(call.routes.table, call.key, call.routes.versions)
+    call.runtime = call.routes.runtime(name)
+    variant = call.runtime.variant
     method = predict_method(request, variant)
-    content_type = request.headers.get("content-type")
-    media_type_of(content_type)  # 415 before reading a body we cannot parse
-    body = await read_body(request, config.max_body_bytes)
-    batch = await checked_batch(body, content_type, variant, config)
-    submit = state.batchers[variant.name].submit(batch, method)
+    if call.parsed is None:
+        call.parsed = await _parsed(request, config)
+    call.batch = await checked_batch(call.parsed, variant, config)
+    submit = call.runtime.batcher.submit(call.batch, method)
     rows = await asyncio.wait_for(submit, config.request_timeout_s)
+    return _body(call, variant, method, rows)
+
+
+def _body(call: _Call, variant: Variant, method: PredictMethod, rows: list[Any]) -> dict[str, Any]:
+    """The response body; labels and scores kept for the log."""
+    if method == "predict_scored":
+        call.labels, call.scores = [row[0] for row in rows], [row[1] for row in rows]
+        return {"predictions": call.labels}
     if method == "predict_proba":
-        return {"predictions": rows, "classes": list(variant.classes or ())}
+        classes = list(variant.classes or ())
+        call.labels = [classes[max(range(len(p)), key=p.__getitem__)] if classes else None for p in rows]
+        call.scores = [p[variant.positive_index] for p in rows] if variant.scored else None
+        return {"predictions": rows, "classes": classes}
+    call.labels = rows
     return {"predictions": rows}
+
+
+def _after(state: ServerState, call: _Call, status: int, code: str | None, message: str | None) -> None:
+    """Count the request, log what its variant answered and mirror it to the shadows."""
+    seconds = time.perf_counter() - call.started
+    runtime = call.runtime
+    state.metrics.observe_request(runtime.variant.name if runtime else UNROUTED, status, seconds, code)
+    if runtime is None:
+        return
+    variant, parsed = runtime.variant, call.parsed
+    if status == 413:
+        parsed = None  # refused for its size: one log row without its features
+    columns = call.batch.columns if call.batch is not None else parsed_columns(parsed)
+    state.record(PredictionEntry(
+        call.request_id, call.key, variant.name, variant.version, False, call.ts, seconds * 1000.0, status,
+        None if code is None else f"{code}: {message}", columns, parsed.n_rows if parsed else 0,
+        call.labels, call.scores))
+    if parsed is not None and parsed.n_rows > 0:
+        job = ShadowJob(call.request_id, call.key, call.ts, parsed, variant, call.batch, call.labels)
+        for runner in call.routes.shadow_runners(variant.name):
+            runner.offer(job)
 
 
 def new_request_id() -> str:
@@ -105,7 +169,7 @@ def predict_method(request: Request, variant: Variant) -> PredictMethod:
     if flag is None:
         flag = request.headers.get(PROBA_HEADER)
     if flag is None or flag.strip().lower() in _FALSE:
-        return "predict"
+        return variant.answer_method
     if flag.strip().lower() not in _TRUE:
         raise bad_request("invalid_parameter", f"proba must be true or false, not {flag[:40]!r}")
     if not variant.supports_proba:
@@ -127,17 +191,39 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def checked_batch(body: bytes, content_type: str | None, variant: Variant, config: ServingConfig) -> FeatureBatch:
-    """Parse and validate the body against the variant's signature (in a thread when it is large)."""
+async def _parsed(request: Request, config: ServingConfig) -> ParsedInput:
+    """The body read (bounded) and parsed; in a thread when it is large."""
+    content_type = request.headers.get("content-type")
+    media_type_of(content_type)  # 415 before reading a body we cannot parse
+    body = await read_body(request, config.max_body_bytes)
+    if len(body) > OFFLOAD_BYTES:
+        return await asyncio.to_thread(parse_body, body, content_type)
+    return parse_body(body, content_type)
+
+
+async def checked_batch(parsed: ParsedInput, variant: Variant, config: ServingConfig) -> FeatureBatch:
+    """The parsed rows validated against the variant's signature (in a thread when there are many)."""
 
     def check() -> FeatureBatch:
-        parsed = parse_body(body, content_type)
         return validate(parsed, variant.schema, config.max_batch_rows, config.extra_columns,
                         strict_integers=variant.strict_integers)
 
-    if len(body) > OFFLOAD_BYTES:
+    if parsed.n_rows * max(len(parsed.columns), 1) > OFFLOAD_CELLS:
         return await asyncio.to_thread(check)
     return check()
+
+
+def column_key(parsed: ParsedInput, column: str) -> str | None:
+    """The routing key from the entity-id column: its value in the first row (None when absent)."""
+    if column not in parsed.columns or parsed.n_rows == 0:
+        return None
+    value = parsed.data[parsed.columns.index(column)][0]
+    return None if value is None else str(value)
+
+
+def parsed_columns(parsed: ParsedInput | None) -> dict[str, list[Any]] | None:
+    """The request's columns as sent (for logging a request that failed its checks)."""
+    return None if parsed is None else dict(zip(parsed.columns, parsed.data, strict=True))
 
 
 def encode_json(payload: dict[str, Any]) -> bytes:
@@ -145,9 +231,9 @@ def encode_json(payload: dict[str, Any]) -> bytes:
     return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
 
 
-def _json_response(status: int, content: bytes, request_id: str, variant: Variant | None) -> Response:
-    headers = {"X-Request-Id": request_id}
-    if variant is not None:
-        headers["X-Model-Variant"] = variant.name
-        headers["X-Model-Version"] = variant.version
+def _json_response(status: int, content: bytes, call: _Call) -> Response:
+    headers = {"X-Request-Id": call.request_id, "X-Route-Version": str(call.routes.table.version)}
+    if call.runtime is not None:
+        headers["X-Model-Variant"] = call.runtime.variant.name
+        headers["X-Model-Version"] = call.runtime.variant.version
     return Response(content, status_code=status, headers=headers, media_type="application/json")

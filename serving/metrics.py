@@ -2,6 +2,9 @@
 
 Requests and latency are labelled by variant and status class (2xx/4xx/5xx); errors by variant and
 error code; model calls by variant, so a dashboard can see how well micro-batching coalesces.
+Routing adds the table (version, weights), shadow predictions and drops, agreement of shadows with
+the answering variant, feedback and the online metrics computed from it (accuracy, mean reward),
+and the prediction log's writes and drops. deploy/grafana/mlgate.json charts them.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class ServerMetrics:
             "mlgate_variant_ready", "1 when the variant's model is loaded and serving.", ["variant", "version"],
             registry=self.registry,
         )
+        self.routing = RoutingMetrics(self.registry)
 
     def observe_request(self, variant: str, status: int, seconds: float, error_code: str | None = None) -> None:
         status_class = f"{status // 100}xx"
@@ -76,3 +80,49 @@ class ServerMetrics:
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class RoutingMetrics:
+    """Route table, shadows, feedback, bandit and prediction-log metrics (all thread-safe)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.route_version = Gauge("mlgate_route_version", "Version of the route table in use.", registry=registry)
+        self.route_weight = Gauge("mlgate_route_weight", "Traffic weight of each variant (percent).",
+                                  ["variant", "mode", "shadow"], registry=registry)
+        self.shadow_predictions = Counter("mlgate_shadow_predictions", "Requests predicted by a shadow variant.",
+                                          ["variant", "status_class"], registry=registry)
+        self.shadow_latency = Histogram("mlgate_shadow_latency_seconds", "Shadow predict time per request.",
+                                        ["variant"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.shadow_dropped = Counter("mlgate_shadow_dropped", "Mirrored requests dropped: the shadow queue was full.",
+                                      ["variant"], registry=registry)
+        self.shadow_compared = Counter("mlgate_shadow_compared_rows",
+                                       "Rows predicted by both a shadow and the answering variant.", ["variant"],
+                                       registry=registry)
+        self.shadow_agreed = Counter("mlgate_shadow_agreed_rows", "Compared rows where the labels agree.",
+                                     ["variant"], registry=registry)
+        self.feedback = Counter("mlgate_feedback", "Feedback rows joined to a prediction of the variant.",
+                                ["variant", "kind"], registry=registry)
+        self.feedback_unknown = Counter("mlgate_feedback_unknown", "Feedback rows whose request id is not logged.",
+                                        registry=registry)
+        self.feedback_correct = Counter("mlgate_feedback_correct", "Labelled rows the variant predicted right.",
+                                        ["variant"], registry=registry)
+        self.reward_sum = Gauge("mlgate_feedback_reward_sum", "Sum of rewards of the variant's answers.",
+                                ["variant"], registry=registry)
+        self.online_accuracy = Gauge("mlgate_online_accuracy", "Accuracy of the variant on labelled feedback.",
+                                     ["variant"], registry=registry)
+        self.online_reward = Gauge("mlgate_online_mean_reward", "Mean reward of the variant's answers.",
+                                   ["variant"], registry=registry)
+        self.bandit_mean = Gauge("mlgate_bandit_posterior_mean", "Posterior mean reward of each bandit arm.",
+                                 ["variant", "version"], registry=registry)
+        self.log_rows = Counter("mlgate_prediction_log_rows", "Prediction log rows by outcome (written, dropped, failed).",
+                                ["outcome"], registry=registry)
+
+    def set_table(self, version: int, mode: str, weights: list[tuple[str, float, bool]]) -> None:
+        """Publish a new route table: its version and each variant's weight (old labels removed)."""
+        self.route_version.set(version)
+        self.route_weight.clear()
+        for name, weight, shadow in weights:
+            self.route_weight.labels(name, mode, str(shadow).lower()).set(weight)
+
+    def count_log(self, outcome: str, rows: int) -> None:
+        self.log_rows.labels(outcome).inc(rows)

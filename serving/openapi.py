@@ -41,6 +41,7 @@ _HEADERS = {name: {"schema": {"type": "string"}, "description": text} for name, 
     ("X-Request-Id", "the caller's request id, or a new one"),
     ("X-Model-Variant", "the variant that answered"),
     ("X-Model-Version", "its model version (registry version, run id, or 'local')"),
+    ("X-Route-Version", "the version of the route table that routed the request"),
 )}
 
 
@@ -57,7 +58,9 @@ INVOCATIONS_OPENAPI: dict[str, Any] = {
         {"name": "X-Request-Id", "in": "header", "required": False, "schema": {"type": "string"},
          "description": "your inference id (1-128 of A-Z a-z 0-9 . _ : @ / + = -), echoed back"},
         {"name": "X-Target-Variant", "in": "header", "required": False, "schema": {"type": "string"},
-         "description": "answer with this variant instead of the routed one"},
+         "description": "answer with this variant of the route table instead of the routed one (unknown: 400)"},
+        {"name": "X-Routing-Key", "in": "header", "required": False, "schema": {"type": "string"},
+         "description": "sticky assignment in weighted mode: the same key gets the same variant while its weight grows"},
     ],
     "requestBody": {"required": True, "content": {
         "application/json": {"schema": _JSON_BODY},

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from serving.config import ServingConfig
+from serving.routes import RouteTable, table_json
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _POLL_S = 0.05
@@ -89,8 +90,12 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         startup_timeout_s: float | None = None,
         log_path: str | Path | None = None,
+        routes: RouteTable | Mapping[str, Any] | str | Path | None = None,
     ) -> None:
+        """`routes`: a route table, its JSON body, or a routes file (`--routes`); `env` adds to the
+        server's environment (e.g. MLGATE_ADMIN_TOKEN)."""
         self.model_uris = {"default": model_uris} if isinstance(model_uris, str) else dict(model_uris)
+        self.routes = routes
         self.config = config or ServingConfig()
         self.host = host
         self.port = port
@@ -137,8 +142,20 @@ class ServerProcess:
                    "--config-json", self.config.model_dump_json()]
         for name, uri in self.model_uris.items():
             command += ["--model", f"{name}={uri}"]
+        if self.routes is not None:
+            command += ["--routes", str(self._routes_file())]
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self._child_env())
+
+    def _routes_file(self) -> Path:
+        """The routes as a file for `--routes` (written next to the server log)."""
+        if isinstance(self.routes, (str, Path)):
+            return Path(self.routes)
+        body = table_json(self.routes) if isinstance(self.routes, RouteTable) else dict(self.routes or {})
+        assert self.log_path is not None
+        path = self.log_path.with_suffix(".routes.json")
+        path.write_text(json.dumps(body), encoding="utf-8")
+        return path
 
     def _child_env(self) -> dict[str, str]:
         env = {**os.environ, **self._env, "PYTHONUNBUFFERED": "1"}
@@ -173,6 +190,8 @@ class ServerProcess:
                 process.wait(timeout_s)
         if not self._keep_log and self.log_path is not None:
             self.log_path.unlink(missing_ok=True)
+        if self.log_path is not None and not isinstance(self.routes, (str, Path, type(None))):
+            self.log_path.with_suffix(".routes.json").unlink(missing_ok=True)
         return process.returncode
 
     def __enter__(self) -> ServerProcess:

@@ -7,6 +7,7 @@ rule: models that need pickle load only when MLFLOW_ALLOW_PICKLE_DESERIALIZATION
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Sequence
@@ -20,7 +21,8 @@ from serving.frames import build_frame, output_rows, split_rows
 from serving.loading import ModelLoadError, load_sklearn_model, local_model_path
 from serving.validation import FeatureBatch, InputSchema
 
-PredictMethod = Literal["predict", "predict_proba"]
+# predict_scored: labels with the positive-class probability, as [label, score] rows (binary sklearn).
+PredictMethod = Literal["predict", "predict_proba", "predict_scored"]
 DEFAULT_VARIANT = "default"
 
 _NAMED_URI = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)=(?P<uri>.+)$")
@@ -40,6 +42,7 @@ class Variant:
     schema: InputSchema | None
     model: Any
     classes: tuple[Any, ...] | None = None
+    positive_index: int = 1  # column of predict_proba logged as the score (binary classifiers)
 
     @property
     def strict_integers(self) -> bool:
@@ -50,17 +53,55 @@ class Variant:
     def supports_proba(self) -> bool:
         return self.flavor == "sklearn" and hasattr(self.model, "predict_proba")
 
+    @property
+    def scored(self) -> bool:
+        """A binary sklearn classifier: its positive-class probability is logged as the score."""
+        return self.supports_proba and self.classes is not None and len(self.classes) == 2
+
+    @property
+    def answer_method(self) -> PredictMethod:
+        """The method that answers a label request: with scores when the model has them."""
+        return "predict_scored" if self.scored else "predict"
+
     def predict_rows(self, method: PredictMethod, batches: Sequence[FeatureBatch]) -> list[list[Any]]:
         """Predict every batch in one model call and return the JSON-ready rows of each batch."""
         frame = build_frame(self.schema, batches)
-        predict = self.model.predict_proba if method == "predict_proba" else self.model.predict
-        return split_rows(output_rows(predict(frame), len(frame)), [batch.n_rows for batch in batches])
+        if method == "predict_scored":
+            rows = labels_with_scores(self.model, frame, self.positive_index)
+        else:
+            predict = self.model.predict_proba if method == "predict_proba" else self.model.predict
+            rows = output_rows(predict(frame), len(frame))
+        return split_rows(rows, [batch.n_rows for batch in batches])
 
     def describe(self) -> dict[str, Any]:
         """What /readyz and logs say about this variant."""
         return {"uri": self.uri, "version": self.version, "flavor": self.flavor,
                 "columns": list(self.schema.names) if self.schema else None,
                 "classes": list(self.classes) if self.classes is not None else None}
+
+
+def labels_with_scores(model: Any, frame: Any, positive_index: int) -> list[list[Any]]:
+    """[label, positive-class probability] per row. A Pipeline transforms once and its final step
+    gives both, exactly as Pipeline.predict and predict_proba would."""
+    final, features = model, frame
+    if hasattr(model, "steps"):
+        final = model.steps[-1][1]
+        for _, step in model.steps[:-1]:
+            if step is not None and step != "passthrough":
+                features = step.transform(features)
+    labels = output_rows(final.predict(features), len(frame))
+    scores = final.predict_proba(features)[:, positive_index].tolist()
+    return [[label, score] for label, score in zip(labels, scores, strict=True)]
+
+
+def with_positive_class(variant: Variant, positive_class: str | None) -> Variant:
+    """`variant` scoring `positive_class` (its classes_ index); unchanged when unset or not a class."""
+    if positive_class is None or not variant.classes:
+        return variant
+    texts = [str(c) for c in variant.classes]
+    if positive_class not in texts:
+        return variant
+    return dataclasses.replace(variant, positive_index=texts.index(positive_class))
 
 
 def parse_model_args(values: Sequence[str]) -> dict[str, str]:

@@ -15,6 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="serve MLflow models over HTTP (MLflow scoring protocol)")
     serve.add_argument("--model", action="append", required=True, metavar="[NAME=]URI",
                        help="model URI or directory; repeat for several variants (NAME=URI)")
+    serve.add_argument("--routes", metavar="FILE", default=None,
+                       help="route table JSON (the GET /routes body: mode, variants with model_uri, weight,"
+                            " shadow); PUT /routes needs MLGATE_ADMIN_TOKEN in the environment")
     serve.add_argument("--host", default=None, help="bind address (default: serving.host, 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default: serving.port)")
     serve.add_argument("--params", default="params.yaml",
@@ -30,6 +33,7 @@ def serving_config(params_path: str) -> ServingConfig:
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    from serving.__main__ import models_and_routes
     from serving.app import run_server
     from serving.variants import parse_model_args
 
@@ -40,5 +44,9 @@ def serve_command(args: argparse.Namespace) -> int:
     for name, uri in models.items():
         if "://" not in uri and not uri.startswith("models:/") and not Path(uri).is_dir():
             raise UsageError(f"--model {name}={uri}: no model directory at that path")
-    run_server(models, serving_config(args.params), port=args.port, host=args.host)
+    try:
+        models, routes = models_and_routes(args.model, args.routes)
+    except ValueError as exc:
+        raise UsageError(f"--routes: {exc}") from None
+    run_server(models, serving_config(args.params), port=args.port, host=args.host, routes=routes)
     return int(ExitCode.OK)

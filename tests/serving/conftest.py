@@ -21,9 +21,10 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from serving.app import create_app
-from serving.config import MicroBatchConfig, ServingConfig
+from serving.config import MicroBatchConfig, PredictionLogConfig, ServingConfig
 from serving.runtime import ServerProcess
 from serving.variants import load_variant
+from tests.serving import router_models
 
 CATEGORICAL = ["state", "area_code", "international_plan", "voice_mail_plan"]
 TARGET = "churn"
@@ -142,10 +143,19 @@ TEST_CONFIG = ServingConfig(
 )
 
 
+def logged_to(config: ServingConfig, directory: Path) -> ServingConfig:
+    """`config` with its prediction log in `directory` when it names the default (project) store."""
+    if config.prediction_log.url != PredictionLogConfig().url:
+        return config
+    log = config.prediction_log.model_copy(update={"url": f"sqlite:///{directory / 'predictions.db'}"})
+    return config.model_copy(update={"prediction_log": log})
+
+
 @pytest.fixture(scope="session")
-def server(model_dir: Path, broken_model_dir: Path) -> Iterator[ServerProcess]:
+def server(model_dir: Path, broken_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One real uvicorn for the session: variant `default` (good model) and `broken`."""
-    with ServerProcess({"default": str(model_dir), "broken": str(broken_model_dir)}, TEST_CONFIG) as process:
+    config = logged_to(TEST_CONFIG, tmp_path_factory.mktemp("server-log"))
+    with ServerProcess({"default": str(model_dir), "broken": str(broken_model_dir)}, config) as process:
         yield process
 
 
@@ -183,13 +193,15 @@ async def _wait_ready(client: httpx.AsyncClient, timeout_s: float = 30.0) -> Non
 
 
 @pytest.fixture()
-def in_app(model_dir: Path) -> Callable[..., Any]:
-    """Run `scenario(client)` against the app in process (ASGI, lifespan included); returns its result."""
+def in_app(model_dir: Path, tmp_path: Path) -> Callable[..., Any]:
+    """Run `scenario(client)` against the app in process (ASGI, lifespan included); returns its result.
+    The prediction log goes to the test's tmp_path unless `config` names another store."""
 
     def run(scenario: AppScenario, uris: dict[str, str] | None = None, config: ServingConfig = TEST_CONFIG,
-            loader: Callable[[str, str], Any] = load_variant, wait_ready: bool = True) -> Any:
+            loader: Callable[[str, str], Any] = load_variant, wait_ready: bool = True, **options: Any) -> Any:
         async def main() -> Any:
-            app = create_app(uris or {"default": str(model_dir)}, config, loader=loader)
+            app = create_app(uris or {"default": str(model_dir)}, logged_to(config, tmp_path), loader=loader,
+                             **options)
             async with app.router.lifespan_context(app):
                 transport = httpx.ASGITransport(app=app)
                 async with httpx.AsyncClient(transport=transport, base_url="http://mlgate.test") as client:
@@ -200,3 +212,22 @@ def in_app(model_dir: Path) -> Callable[..., Any]:
         return asyncio.run(main())
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(churn: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cheap classifier on two columns, for tests that route tens of thousands of requests."""
+    return router_models.tiny_model(churn, TARGET, tmp_path_factory.mktemp("tiny") / "m")
+
+
+@pytest.fixture(scope="session")
+def raising_model_dir(churn: pd.DataFrame, features: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A churn pipeline whose every prediction raises (trained with a column the server never sends)."""
+    return router_models.raising_model(churn.iloc[:TRAIN_ROWS], features, CATEGORICAL, TARGET,
+                                       tmp_path_factory.mktemp("raising") / "m")
+
+
+@pytest.fixture(scope="session")
+def sleeping_model_dir(churn: pd.DataFrame, features: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pyfunc (models from code) that takes 2 s per prediction call."""
+    return router_models.sleeping_model(churn, features, tmp_path_factory.mktemp("sleeping"))

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from serving.config import PredictionLogConfig, ServingConfig
 from serving.runtime import ServerProcess, ServerStartError, probe
 from serving.variants import parse_model_args
 
@@ -81,7 +82,8 @@ def test_garbage_requests_never_give_5xx(server: ServerProcess, row: dict) -> No
 
 
 def test_server_that_cannot_load_its_model_fails_fast_and_is_stopped(tmp_path: Path) -> None:
-    process = ServerProcess(str(tmp_path / "missing-model"), startup_timeout_s=60)
+    config = ServingConfig(prediction_log=PredictionLogConfig(url=f"sqlite:///{tmp_path / 'predictions.db'}"))
+    process = ServerProcess(str(tmp_path / "missing-model"), config, startup_timeout_s=60)
     started = time.monotonic()
     with pytest.raises(ServerStartError, match="missing-model"):
         process.start()

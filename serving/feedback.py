@@ -1,0 +1,199 @@
+"""POST /feedback: labels and rewards joined to logged predictions by request id.
+
+A body is one item `{"request_id", "row_index"?: 0, "label"?, "reward"?}`, a list of them, or
+`{"feedback": [...]}`. Each item is matched with what every variant predicted for that row: first
+in memory (the most recent requests, so feedback right after a prediction needs no database read),
+then in the prediction log. Unknown request ids are counted and reported, never silently dropped.
+Known items are written to the feedback table and update the online metrics of each variant that
+predicted the row (labels: accuracy; rewards: the answering variant's mean reward) and the bandit
+posterior of the answering variant (the reward in [0, 1], or 1/0 for a right/wrong label).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections import OrderedDict, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from serving.bandit import ThompsonBandit
+from serving.errors import bad_request, too_large
+from serving.log_writer import PredictionLog
+from serving.metrics import RoutingMetrics
+from serving.prediction_log import PredictionEntry, label_text
+
+MAX_ITEMS = 10_000
+_ITEM_KEYS = {"request_id", "row_index", "label", "reward"}
+_SHOWN_UNKNOWN = 10
+
+
+@dataclass(frozen=True)
+class FeedbackItem:
+    request_id: str
+    row_index: int
+    label: Any
+    reward: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRow:
+    """What one variant predicted for one row of a request."""
+
+    variant: str
+    model_version: str
+    shadow: bool
+    prediction: Any
+
+
+def parse_feedback(body: Any) -> list[FeedbackItem]:
+    """The items of a feedback body; a 400 naming the item at fault, 413 beyond MAX_ITEMS."""
+    if isinstance(body, dict) and set(body) == {"feedback"}:
+        body = body["feedback"]
+    items = body if isinstance(body, list) else [body]
+    if not items:
+        raise bad_request("empty_batch", "the feedback body has no items")
+    if len(items) > MAX_ITEMS:
+        raise too_large("too_many_items", f"{len(items)} feedback items exceed the limit of {MAX_ITEMS}")
+    return [_item(entry, i) for i, entry in enumerate(items)]
+
+
+def _item(entry: Any, index: int) -> FeedbackItem:
+    where = f"feedback item {index}"
+    if not isinstance(entry, dict):
+        raise bad_request("invalid_feedback", f"{where} must be an object with request_id and label or reward")
+    if unknown := sorted(set(entry) - _ITEM_KEYS):
+        raise bad_request("invalid_feedback", f"{where}: unknown key(s) {unknown}; allowed: {sorted(_ITEM_KEYS)}")
+    request_id, row_index = entry.get("request_id"), entry.get("row_index", 0)
+    if not isinstance(request_id, str) or not 0 < len(request_id) <= 128:
+        raise bad_request("invalid_feedback", f"{where}: request_id must be a string of 1-128 characters")
+    if isinstance(row_index, bool) or not isinstance(row_index, int) or row_index < 0:
+        raise bad_request("invalid_feedback", f"{where}: row_index must be an integer >= 0, not {row_index!r}")
+    label, reward = entry.get("label"), entry.get("reward")
+    if label is None and reward is None:
+        raise bad_request("invalid_feedback", f"{where}: give a label or a reward (or both)")
+    if label is not None and not isinstance(label, (str, int, float, bool)):
+        raise bad_request("invalid_feedback", f"{where}: label must be a string, number or boolean")
+    if reward is not None and (isinstance(reward, bool) or not isinstance(reward, (int, float))
+                               or not math.isfinite(reward)):
+        raise bad_request("invalid_feedback", f"{where}: reward must be a finite number, not {reward!r}")
+    return FeedbackItem(request_id, row_index, label, None if reward is None else float(reward))
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    variant: str
+    model_version: str
+    shadow: bool
+    n_rows: int
+    predictions: Sequence[Any] | None
+
+
+class RecentPredictions:
+    """What each variant predicted for the last `capacity` requests (written from several threads);
+    the labels only, not the features, so memory stays small."""
+
+    def __init__(self, capacity: int = 50_000) -> None:
+        self._capacity = capacity
+        self._requests: OrderedDict[str, list[_Answer]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, entry: PredictionEntry) -> None:
+        answer = _Answer(entry.variant, entry.model_version, entry.shadow, entry.n_rows, entry.predictions)
+        with self._lock:
+            self._requests.setdefault(entry.request_id, []).append(answer)
+            if len(self._requests) > self._capacity:
+                self._requests.popitem(last=False)
+
+    def rows(self, request_id: str, row_index: int) -> list[LoggedRow] | None:
+        """The variants' predictions of this row; None when the request is not in memory."""
+        with self._lock:
+            answers = list(self._requests.get(request_id, ()))
+        if not answers:
+            return None
+        return [LoggedRow(a.variant, a.model_version, a.shadow,
+                          a.predictions[row_index] if a.predictions is not None and row_index < len(a.predictions)
+                          else None)
+                for a in answers if row_index < max(a.n_rows, 1)]
+
+
+class FeedbackJoin:
+    """Joins feedback to predictions and keeps the per-variant online metrics and the bandit current."""
+
+    def __init__(self, metrics: RoutingMetrics, bandit: ThompsonBandit, log: PredictionLog | None,
+                 recent: RecentPredictions) -> None:
+        self._metrics, self._bandit, self._log, self._recent = metrics, bandit, log, recent
+        self._labels: dict[str, int] = defaultdict(int)
+        self._correct: dict[str, int] = defaultdict(int)
+        self._rewards: dict[str, int] = defaultdict(int)
+        self._reward_sum: dict[str, float] = defaultdict(float)
+
+    async def accept(self, items: Sequence[FeedbackItem]) -> dict[str, Any]:
+        """Join, record and count `items`; the response body: accepted, unknown and some unknown ids."""
+        logged = await self._logged_rows(items)
+        now, rows, unknown = time.time(), [], []
+        for item in items:
+            found = logged.get((item.request_id, item.row_index))
+            if not found:
+                unknown.append(item.request_id)
+                continue
+            rows.append({"request_id": item.request_id, "row_index": item.row_index, "ts": now,
+                         "label": None if item.label is None else label_text(item.label), "reward": item.reward})
+            self._count(item, found)
+        if rows and self._log is not None:
+            self._log.record_feedback(rows)
+        if unknown:
+            self._metrics.feedback_unknown.inc(len(unknown))
+        shown = list(dict.fromkeys(unknown))[:_SHOWN_UNKNOWN]
+        return {"accepted": len(rows), "unknown": len(unknown), "unknown_request_ids": shown}
+
+    async def _logged_rows(self, items: Sequence[FeedbackItem]) -> dict[tuple[str, int], list[LoggedRow]]:
+        found: dict[tuple[str, int], list[LoggedRow]] = {}
+        missing: set[str] = set()
+        for item in items:
+            rows = self._recent.rows(item.request_id, item.row_index)
+            if rows is None:
+                missing.add(item.request_id)
+            else:
+                found[(item.request_id, item.row_index)] = rows
+        if missing and self._log is not None:
+            for row in await asyncio.to_thread(self._log.lookup, sorted(missing)):
+                prediction = None if row["prediction"] is None else orjson.loads(row["prediction"])
+                found.setdefault((row["request_id"], row["row_index"]), []).append(
+                    LoggedRow(row["variant"], row["model_version"] or "", bool(row["shadow"]), prediction))
+        return found
+
+    def _count(self, item: FeedbackItem, rows: list[LoggedRow]) -> None:
+        for row in rows:
+            if item.label is not None:
+                self._count_label(row, label_text(item.label) == label_text(row.prediction))
+            if item.reward is not None and not row.shadow:
+                self._count_reward(row.variant, item.reward)
+        served = next((row for row in rows if not row.shadow), None)
+        reward = item.reward
+        if reward is None and served is not None and item.label is not None:
+            reward = float(label_text(item.label) == label_text(served.prediction))
+        if served is not None and reward is not None and 0.0 <= reward <= 1.0:
+            arm = self._bandit.update(served.variant, served.model_version, reward)
+            self._metrics.bandit_mean.labels(arm.variant, arm.model_version).set(arm.mean)
+
+    def _count_label(self, row: LoggedRow, correct: bool) -> None:
+        self._metrics.feedback.labels(row.variant, "label").inc()
+        self._labels[row.variant] += 1
+        if correct:
+            self._metrics.feedback_correct.labels(row.variant).inc()
+            self._correct[row.variant] += 1
+        self._metrics.online_accuracy.labels(row.variant).set(self._correct[row.variant] / self._labels[row.variant])
+
+    def _count_reward(self, variant: str, reward: float) -> None:
+        self._metrics.feedback.labels(variant, "reward").inc()
+        self._rewards[variant] += 1
+        self._reward_sum[variant] += reward
+        self._metrics.reward_sum.labels(variant).set(self._reward_sum[variant])
+        self._metrics.online_reward.labels(variant).set(self._reward_sum[variant] / self._rewards[variant])
+

@@ -1,0 +1,203 @@
+"""The batched background writer of the prediction log.
+
+Request handlers and shadow workers only put entries on a queue (no I/O on the response path). One
+writer thread takes them in batches (up to `batch_size` rows or `flush_interval_s`), writes each
+batch in one transaction, and on `close()` writes everything still queued, so a graceful shutdown
+loses nothing. Beyond `max_pending_rows` waiting rows an entry is dropped and counted, never queued
+without bound. A failed write is retried once, then its rows are counted as lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from serving.bandit import Arm
+from serving.config import PredictionLogConfig
+from serving.prediction_log import (
+    BANDIT_ARMS,
+    FEEDBACK,
+    PREDICTIONS,
+    PredictionEntry,
+    create_tables,
+    open_engine,
+)
+
+log = logging.getLogger(__name__)
+
+LogCounter = Callable[[str, int], None]  # (event: written | dropped | failed, rows)
+_STOP = object()
+
+
+class _Flush:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class PredictionLog:
+    """Queue plus writer thread; `open()` creates the tables (and fails fast if the store is unusable)."""
+
+    def __init__(self, config: PredictionLogConfig, count: LogCounter | None = None) -> None:
+        self.config = config
+        self._count = count or (lambda event, rows: None)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pending_rows = 0
+        self._pending_lock = threading.Lock()
+        self._engine: sa.Engine | None = None
+        self._thread: threading.Thread | None = None
+
+    def open(self) -> None:
+        self._engine = open_engine(self.config.url)
+        create_tables(self._engine)
+        self._thread = threading.Thread(target=self._run, name="mlgate-prediction-log", daemon=True)
+        self._thread.start()
+
+    @property
+    def pending_rows(self) -> int:
+        return self._pending_rows
+
+    def record(self, entry: PredictionEntry) -> None:
+        self._put(("predictions", entry), max(entry.n_rows, 1))
+
+    def record_feedback(self, rows: Sequence[dict[str, Any]]) -> None:
+        self._put(("feedback", list(rows)), len(rows))
+
+    def save_arm(self, arm: Arm) -> None:
+        self._put(("arm", arm), 1)
+
+    def _put(self, item: tuple[str, Any], rows: int) -> None:
+        with self._pending_lock:
+            accepted = self._thread is not None and self._pending_rows + rows <= self.config.max_pending_rows
+            if accepted:
+                self._pending_rows += rows
+        if not accepted:
+            self._count("dropped", rows)
+            return
+        self._queue.put(item)
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Block until everything queued before this call is written; False on timeout."""
+        if self._thread is None:
+            return True
+        marker = _Flush()
+        self._queue.put(marker)
+        return marker.done.wait(timeout_s)
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Write what is queued, then stop the writer."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(_STOP)
+            thread.join(timeout_s)
+            if thread.is_alive():
+                log.error("the prediction log writer did not finish within %s s", timeout_s)
+        if self._engine is not None:
+            self._engine.dispose()
+
+    def lookup(self, request_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Logged rows of these requests (request_id, row_index, variant, model_version, shadow, prediction)."""
+        if self._engine is None or not request_ids:
+            return []
+        c = PREDICTIONS.c
+        query = sa.select(c.request_id, c.row_index, c.variant, c.model_version, c.shadow, c.prediction)
+        with self._engine.connect() as connection:
+            result = connection.execute(query.where(c.request_id.in_(list(request_ids))))
+            return [dict(row._mapping) for row in result]
+
+    def load_arms(self) -> list[Arm]:
+        if self._engine is None:
+            return []
+        with self._engine.connect() as connection:
+            rows = connection.execute(sa.select(BANDIT_ARMS)).all()
+        return [Arm(r.variant, r.model_version, r.alpha, r.beta, r.pulls) for r in rows]
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            items, stopping, flushes = self._next_batch()
+            try:
+                self._write(items)
+            except Exception:  # noqa: BLE001 - the writer thread must outlive any bad entry
+                log.exception("prediction log: a batch could not be written")
+                self._count("failed", sum(_rows_of(item) for item in items))
+            with self._pending_lock:
+                self._pending_rows -= sum(_rows_of(item) for item in items)
+            for marker in flushes:
+                marker.done.set()
+
+    def _next_batch(self) -> tuple[list[tuple[str, Any]], bool, list[_Flush]]:
+        """Items until batch_size rows, the flush interval, a flush request or the stop signal."""
+        items: list[tuple[str, Any]] = []
+        flushes: list[_Flush] = []
+        rows, deadline = 0, None
+        while rows < self.config.batch_size:
+            timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return items + self._drain(), True, flushes
+            if isinstance(item, _Flush):
+                flushes.append(item)
+                break
+            items.append(item)
+            rows += _rows_of(item)
+            deadline = deadline or time.monotonic() + self.config.flush_interval_s
+        return items, False, flushes
+
+    def _drain(self) -> list[tuple[str, Any]]:
+        rest = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return rest
+            if isinstance(item, _Flush):
+                item.done.set()
+            elif item is not _STOP:
+                rest.append(item)
+
+    def _write(self, items: list[tuple[str, Any]]) -> None:
+        if not items or self._engine is None:
+            return
+        predictions = [row for kind, entry in items if kind == "predictions" for row in entry.rows()]
+        feedback = [row for kind, rows in items if kind == "feedback" for row in rows]
+        arms = {item.key: item for kind, item in items if kind == "arm"}  # the latest state per arm
+        total = sum(_rows_of(item) for item in items)
+        for attempt in (1, 2):
+            try:
+                self._insert(predictions, feedback, list(arms.values()))
+                self._count("written", total)
+                break
+            except sa.exc.SQLAlchemyError as exc:
+                log.error("prediction log write failed (attempt %d): %s", attempt, str(exc).splitlines()[0])
+                if attempt == 2:
+                    self._count("failed", total)
+
+    def _insert(self, predictions: list[dict[str, Any]], feedback: list[dict[str, Any]], arms: list[Arm]) -> None:
+        assert self._engine is not None
+        with self._engine.begin() as connection:
+            if predictions:
+                connection.execute(PREDICTIONS.insert(), predictions)
+            if feedback:
+                connection.execute(FEEDBACK.insert(), feedback)
+            for arm in arms:
+                key = (BANDIT_ARMS.c.variant == arm.variant) & (BANDIT_ARMS.c.model_version == arm.model_version)
+                connection.execute(BANDIT_ARMS.delete().where(key))
+                connection.execute(BANDIT_ARMS.insert(), {
+                    "variant": arm.variant, "model_version": arm.model_version, "alpha": arm.alpha,
+                    "beta": arm.beta, "pulls": arm.pulls, "ts": time.time()})
+
+
+def _rows_of(item: tuple[str, Any]) -> int:
+    kind, payload = item
+    if kind == "predictions":
+        return max(payload.n_rows, 1)
+    return len(payload) if kind == "feedback" else 1

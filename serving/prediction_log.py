@@ -1,0 +1,194 @@
+"""The prediction log: every prediction of every variant (shadows too) and the feedback joined to it.
+
+Tables (one row per input row per variant): `predictions(request_id, row_index, routing_key,
+variant, model_version, shadow, ts, latency_ms, status, error, features, prediction, score)`,
+`feedback(request_id, row_index, label, reward, ts)` and `bandit_arms` (the bandit's posteriors).
+The store is any SQLAlchemy database URL; the default, SQLite, runs in WAL mode so readers in other
+processes (the rollout analysis) read while the server writes. The server writes through
+`serving.log_writer.PredictionLog`; the functions here are the readers.
+
+Labels are stored as text: a string as it is, any other JSON value as its JSON (`label_text`);
+compare a label with a prediction after passing the prediction through `label_text` too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+import sqlalchemy as sa
+
+PREDICTION_COLUMNS = ("request_id", "row_index", "routing_key", "variant", "model_version", "shadow", "ts",
+                      "latency_ms", "status", "error", "features", "prediction", "score")
+FEEDBACK_COLUMNS = ("request_id", "row_index", "label", "reward", "ts")
+
+METADATA = sa.MetaData()
+PREDICTIONS = sa.Table(
+    "predictions", METADATA,
+    sa.Column("request_id", sa.Text, nullable=False), sa.Column("row_index", sa.Integer, nullable=False),
+    sa.Column("routing_key", sa.Text), sa.Column("variant", sa.Text, nullable=False),
+    sa.Column("model_version", sa.Text), sa.Column("shadow", sa.Integer, nullable=False),
+    sa.Column("ts", sa.Float, nullable=False), sa.Column("latency_ms", sa.Float),
+    sa.Column("status", sa.Integer, nullable=False), sa.Column("error", sa.Text),
+    sa.Column("features", sa.Text), sa.Column("prediction", sa.Text), sa.Column("score", sa.Float),
+    sa.Index("ix_predictions_request_id", "request_id"), sa.Index("ix_predictions_ts", "ts"),
+)
+FEEDBACK = sa.Table(
+    "feedback", METADATA,
+    sa.Column("request_id", sa.Text, nullable=False), sa.Column("row_index", sa.Integer, nullable=False, default=0),
+    sa.Column("label", sa.Text), sa.Column("reward", sa.Float), sa.Column("ts", sa.Float, nullable=False),
+    sa.Index("ix_feedback_request_id", "request_id"), sa.Index("ix_feedback_ts", "ts"),
+)
+BANDIT_ARMS = sa.Table(
+    "bandit_arms", METADATA,
+    sa.Column("variant", sa.Text, primary_key=True), sa.Column("model_version", sa.Text, primary_key=True),
+    sa.Column("alpha", sa.Float, nullable=False), sa.Column("beta", sa.Float, nullable=False),
+    sa.Column("pulls", sa.Integer, nullable=False), sa.Column("ts", sa.Float, nullable=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionEntry:
+    """One variant's answer to one request, expanded into one row per input row when written.
+
+    `columns` holds the request's features by column (None when the body could not be parsed);
+    `predictions` and `scores` hold one value per row (None when the variant failed).
+    """
+
+    request_id: str
+    routing_key: str | None
+    variant: str
+    model_version: str
+    shadow: bool
+    ts: float
+    latency_ms: float
+    status: int
+    error: str | None
+    columns: Mapping[str, Sequence[Any]] | None
+    n_rows: int
+    predictions: Sequence[Any] | None = None
+    scores: Sequence[float | None] | None = None
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The database rows of this entry (at least one, even for a request without rows)."""
+        columns = self.columns or {}
+        common = {"request_id": self.request_id, "routing_key": self.routing_key, "variant": self.variant,
+                  "model_version": self.model_version, "shadow": int(self.shadow), "ts": self.ts,
+                  "latency_ms": self.latency_ms, "status": self.status, "error": self.error}
+        rows = []
+        for i in range(max(self.n_rows, 1)):
+            features = {name: values[i] for name, values in columns.items()} if self.n_rows else {}
+            prediction = self.predictions[i] if self.predictions is not None and i < len(self.predictions) else None
+            score = self.scores[i] if self.scores is not None and i < len(self.scores) else None
+            rows.append({**common, "row_index": i, "features": json_text(features),
+                         "prediction": None if prediction is None else json_text(prediction),
+                         "score": _finite_or_none(score)})
+        return rows
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON; NaN and infinities become null, integers beyond 64 bits become floats."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        return orjson.dumps(_plain(value), default=str).decode()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 63:
+        return _finite_or_none(float(value)) if value.bit_length() <= 1023 else None
+    return value
+
+
+def _finite_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def label_text(value: Any) -> str:
+    """How a label (or a prediction, for comparison) is stored: a string as is, else its JSON."""
+    return value if isinstance(value, str) else json_text(value)
+
+
+def open_engine(url: str) -> sa.Engine:
+    """An engine for the log; SQLite gets WAL mode, a busy timeout and its directory created."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def create_tables(engine: sa.Engine) -> None:
+    METADATA.create_all(engine)
+
+
+@contextmanager
+def _reader(url: str) -> Iterator[sa.Connection | None]:
+    """A connection to an existing store, or None when the SQLite file does not exist yet."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
+        yield None
+        return
+    engine = open_engine(url)
+    try:
+        with engine.connect() as connection:
+            yield connection
+    finally:
+        engine.dispose()
+
+
+def _read(url: str, table: sa.Table, columns: Sequence[str], since: float | None) -> pd.DataFrame:
+    with _reader(url) as connection:
+        if connection is None or not sa.inspect(connection).has_table(table.name):
+            return pd.DataFrame({name: pd.Series([], dtype=object) for name in columns})
+        query = sa.select(*(table.c[name] for name in columns))
+        if since is not None:
+            query = query.where(table.c.ts >= since)
+        order = [table.c.ts, table.c.request_id, table.c.row_index]
+        return pd.read_sql(query.order_by(*order), connection)
+
+
+def read_predictions(url: str, *, since: float | None = None) -> pd.DataFrame:
+    """Logged predictions (rows with ts >= since), features and prediction JSON-decoded."""
+    frame = _read(url, PREDICTIONS, PREDICTION_COLUMNS, since)
+    for name in ("features", "prediction"):
+        frame[name] = pd.Series([orjson.loads(text) if isinstance(text, str) else None for text in frame[name]],
+                                index=frame.index, dtype=object)
+    return frame
+
+
+def read_feedback(url: str, *, since: float | None = None) -> pd.DataFrame:
+    """Feedback rows (ts >= since): request_id, row_index, label (text), reward, ts."""
+    return _read(url, FEEDBACK, FEEDBACK_COLUMNS, since)
+
+
+def read_bandit_arms(url: str) -> pd.DataFrame:
+    """The persisted bandit posteriors: variant, model_version, alpha, beta, pulls, ts."""
+    columns = ("variant", "model_version", "alpha", "beta", "pulls", "ts")
+    with _reader(url) as connection:
+        if connection is None or not sa.inspect(connection).has_table(BANDIT_ARMS.name):
+            return pd.DataFrame({name: pd.Series([], dtype=object) for name in columns})
+        return pd.read_sql(sa.select(BANDIT_ARMS), connection)

@@ -1,0 +1,232 @@
+"""Mirroring requests to a shadow variant, off the response path.
+
+The request handler only offers a job to the shadow's bounded queue (no waiting, no I/O); when the
+queue is full the job is dropped and counted. One worker thread per shadow variant takes jobs in
+micro-batches, validates them against the shadow's own signature, predicts (one combined call; on
+failure each request alone) and records the outcome in the prediction log. Nothing it does can
+reach the caller: its exceptions become status 500 rows, a call slower than `timeout_s` becomes a
+504 row, and its slowness only fills its own queue. Its CPU time is paced (`max_busy_share` of the
+wall clock, `BusyBudget`), because in one process it competes with the answering variant for the
+GIL: beyond that budget, shadow work is dropped rather than slowing the answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from serving.batching import PredictionError, limit_native_threads
+from serving.config import ServingConfig
+from serving.cpu_budget import BusyBudget
+from serving.errors import RequestError
+from serving.metrics import ServerMetrics
+from serving.prediction_log import PredictionEntry
+from serving.protocol import ParsedInput
+from serving.validation import FeatureBatch, validate
+from serving.variants import Variant
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowJob:
+    """A request to mirror: its parsed input, and the answering variant's checked batch and labels."""
+
+    request_id: str
+    routing_key: str | None
+    ts: float
+    parsed: ParsedInput
+    primary: Variant
+    primary_batch: FeatureBatch | None
+    primary_labels: Sequence[Any] | None
+
+
+EntrySink = Callable[[PredictionEntry], None]
+_ABANDONED = object()  # a job whose mirroring was discarded before its model call
+
+
+class ShadowRunner:
+    """A bounded queue and one worker thread predicting with one shadow variant."""
+
+    def __init__(self, variant: Variant, config: ServingConfig, metrics: ServerMetrics, sink: EntrySink) -> None:
+        self.variant = variant
+        self._config = config
+        self._shadow = config.routing.shadow
+        self._metrics = metrics
+        self._sink = sink
+        self._queue: queue.Queue[ShadowJob | None] = queue.Queue(maxsize=self._shadow.queue_size)
+        self._stopping = threading.Event()
+        self._budget = BusyBudget(self._shadow.max_busy_share)
+        self._generation = 0  # bumped by discard_pending: the batch in progress is abandoned
+        for series in (metrics.routing.shadow_dropped, metrics.routing.shadow_compared, metrics.routing.shadow_agreed):
+            series.labels(variant.name)  # exported as 0 from the start, so dashboards see the series
+        self._thread = threading.Thread(target=self._run, name=f"mlgate-shadow-{variant.name}", daemon=True)
+        self._thread.start()
+
+    def offer(self, job: ShadowJob) -> bool:
+        """Queue the job, or drop it (counted) when the queue is full or the runner is closing."""
+        if not self._stopping.is_set():
+            try:
+                self._queue.put_nowait(job)
+                return True
+            except queue.Full:
+                pass
+        self._metrics.routing.shadow_dropped.labels(self.variant.name).inc()
+        return False
+
+    def discard_pending(self) -> int:
+        """Drop the queued jobs and abandon the batch in progress after its current model call
+        (all counted as dropped), e.g. when the table no longer mirrors to this variant."""
+        self._generation += 1
+        dropped = 0
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:  # closing: keep the stop signal for the worker
+                self._queue.put_nowait(None)
+                break
+            dropped += 1
+        if dropped:
+            self._metrics.routing.shadow_dropped.labels(self.variant.name).inc(dropped)
+        return dropped
+
+    def close(self, timeout_s: float) -> None:
+        """Finish the queued jobs within `timeout_s` (the rest are dropped and counted), then stop."""
+        self._stopping.set()
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=timeout_s)
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        limit_native_threads(self._config.microbatch.model_threads)
+        while True:
+            self._stopping.wait(self._budget.wait_s())  # paced: the queue gathers the next batch meanwhile
+            jobs, stop = self._next_jobs()
+            if jobs:
+                try:
+                    self._predict(jobs)
+                except Exception:  # noqa: BLE001 - the shadow worker must outlive any failure
+                    log.exception("shadow %s: unexpected failure", self.variant.name)
+            if stop:
+                self._drop_rest()
+                return
+
+    def _next_jobs(self) -> tuple[list[ShadowJob], bool]:
+        first = self._queue.get()
+        if first is None:
+            return [], True
+        jobs, rows = [first], first.parsed.n_rows
+        deadline = time.monotonic() + self._shadow.max_wait_ms / 1000.0
+        while rows < self._shadow.max_batch_rows:
+            try:
+                job = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except queue.Empty:
+                break
+            if job is None:
+                return jobs, True
+            jobs.append(job)
+            rows += job.parsed.n_rows
+        return jobs, False
+
+    def _drop_rest(self) -> None:
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None:
+                self._metrics.routing.shadow_dropped.labels(self.variant.name).inc()
+
+    def _predict(self, jobs: list[ShadowJob]) -> None:
+        generation = self._generation
+        checked = [self._batch_for(job) for job in jobs]
+        good = [(job, batch) for job, batch in zip(jobs, checked, strict=True) if isinstance(batch, FeatureBatch)]
+        outcomes = self._predict_isolated([batch for _, batch in good], generation)
+        by_job = {id(job): outcome for (job, _), outcome in zip(good, outcomes, strict=True)}
+        for job, batch in zip(jobs, checked, strict=True):
+            outcome, seconds = (batch, 0.0) if isinstance(batch, RequestError) else by_job[id(job)]
+            if outcome is _ABANDONED:
+                self._metrics.routing.shadow_dropped.labels(self.variant.name).inc()
+                continue
+            self._record(job, batch if isinstance(batch, FeatureBatch) else None, outcome, seconds)
+
+    def _predict_isolated(self, batches: list[FeatureBatch], generation: int) -> list[tuple[Any, float]]:
+        """(rows or exception, model seconds) per batch: one combined call, on failure each alone;
+        batches not yet tried when the work is discarded are _ABANDONED."""
+        if not batches:
+            return []
+        method = self.variant.answer_method
+        combined, seconds = self._paced_call(method, batches)
+        if not isinstance(combined, Exception):
+            return [(rows, seconds) for rows in combined]
+        if len(batches) == 1:
+            return [(combined, seconds)]
+        out: list[tuple[Any, float]] = []
+        for batch in batches:
+            if generation != self._generation:
+                out.append((_ABANDONED, 0.0))
+                continue
+            alone, more = self._paced_call(method, [batch])
+            out.append((alone if isinstance(alone, Exception) else alone[0], seconds + more))
+        return out
+
+    def _paced_call(self, method: Any, batches: list[FeatureBatch]) -> tuple[Any, float]:
+        """One model call within the CPU budget: (rows per batch or the exception, wall seconds)."""
+        self._stopping.wait(self._budget.wait_s())
+        started, cpu_started = time.perf_counter(), time.thread_time()
+        try:
+            outcome: Any = self.variant.predict_rows(method, batches)
+        except Exception as exc:  # noqa: BLE001 - recorded as this shadow's error, never raised
+            outcome = PredictionError(f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}")
+        seconds = time.perf_counter() - started
+        self._budget.spend(time.thread_time() - cpu_started)
+        rows = sum(batch.n_rows for batch in batches)
+        self._metrics.observe_batch(self.variant.name, len(batches), rows, seconds)
+        return outcome, seconds
+
+    def _batch_for(self, job: ShadowJob) -> FeatureBatch | RequestError:
+        """The job's rows checked against this variant's signature (reused when it is the same)."""
+        same = job.primary.schema == self.variant.schema and job.primary.strict_integers == self.variant.strict_integers
+        if same and job.primary_batch is not None:
+            return job.primary_batch
+        try:
+            return validate(job.parsed, self.variant.schema, self._config.max_batch_rows,
+                            self._config.extra_columns, strict_integers=self.variant.strict_integers)
+        except RequestError as exc:
+            return exc
+
+    def _record(self, job: ShadowJob, batch: FeatureBatch | None, outcome: Any, seconds: float) -> None:
+        status, error, labels, scores = _outcome(outcome, self.variant.scored)
+        if status == 200 and seconds > self._shadow.timeout_s:
+            status, error, labels, scores = 504, f"shadow prediction took {seconds:.2f} s (timeout {self._shadow.timeout_s} s)", None, None
+        routing = self._metrics.routing
+        routing.shadow_predictions.labels(self.variant.name, f"{status // 100}xx").inc()
+        routing.shadow_latency.labels(self.variant.name).observe(seconds)
+        if labels is not None and job.primary_labels is not None:
+            agreed = sum(1 for mine, theirs in zip(labels, job.primary_labels, strict=False) if mine == theirs)
+            routing.shadow_compared.labels(self.variant.name).inc(min(len(labels), len(job.primary_labels)))
+            routing.shadow_agreed.labels(self.variant.name).inc(agreed)
+        columns = batch.columns if batch is not None else dict(zip(job.parsed.columns, job.parsed.data, strict=True))
+        self._sink(PredictionEntry(
+            job.request_id, job.routing_key, self.variant.name, self.variant.version, True, job.ts,
+            seconds * 1000.0, status, error, columns, job.parsed.n_rows, labels, scores))
+
+
+def _outcome(outcome: Any, scored: bool) -> tuple[int, str | None, list[Any] | None, list[Any] | None]:
+    """(status, error, labels, scores) of one shadow prediction."""
+    if isinstance(outcome, RequestError):
+        return outcome.status, f"{outcome.code}: {outcome.message}", None, None
+    if isinstance(outcome, Exception):
+        return 500, str(outcome), None, None
+    if scored:
+        return 200, None, [row[0] for row in outcome], [row[1] for row in outcome]
+    return 200, None, list(outcome), None
+
