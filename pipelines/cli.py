@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "pipelines.commands.serve",
     "pipelines.commands.demo",
     "pipelines.commands.release",
+    "pipelines.commands.rollout",
 )
 
 

@@ -225,18 +225,3 @@ def delete_registered_model_tag(tracking_uri: str, name: str, key: str) -> None:
     with suppress(MlflowException):
         client(tracking_uri).delete_registered_model_tag(name, key)
 
-
-def delete_version_tag(tracking_uri: str, name: str, version: str, key: str) -> None:
-    """Remove a version tag; removing one that is absent is not an error (idempotent)."""
-    from contextlib import suppress
-
-    from mlflow.exceptions import MlflowException
-
-    with suppress(MlflowException):
-        client(tracking_uri).delete_model_version_tag(name, str(version), key)
-
-
-def search_versions(tracking_uri: str, name: str) -> list[ModelVersionRef]:
-    """Every version of `name`, oldest first (empty when the model is not registered)."""
-    found = client(tracking_uri).search_model_versions(f"name = '{name}'")
-    return sorted((_ref(mv) for mv in found), key=lambda ref: int(ref.version))

@@ -153,13 +153,13 @@ def test_the_allow_list_accepts_the_tools_and_plumbing(script):
     assert disallowed(script) == []
 
 
-@pytest.mark.parametrize("name", ["ci.yml", "cd.yml"])
+@pytest.mark.parametrize("name", ["ci.yml", "cd.yml", "rollout-monitor.yml"])
 def test_every_run_step_calls_only_allowed_programs(name):
     bad = {label: disallowed(script) for label, script in run_steps(load(name))}
     assert {k: v for k, v in bad.items() if v} == {}
 
 
-@pytest.mark.parametrize("name", ["ci.yml", "cd.yml"])
+@pytest.mark.parametrize("name", ["ci.yml", "cd.yml", "rollout-monitor.yml"])
 def test_run_steps_take_values_from_env_not_inline_expressions(name):
     """`${{ }}` inside a script is pasted into the shell before it runs (script injection); use env."""
     assert [label for label, script in run_steps(load(name)) if "${{" in script] == []
@@ -184,7 +184,7 @@ def invalid_invocations(workflow: dict) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("name", ["ci.yml", "cd.yml"])
+@pytest.mark.parametrize("name", ["ci.yml", "cd.yml", "rollout-monitor.yml"])
 def test_mlgate_and_make_commands_in_workflows_exist_with_valid_arguments(name, capsys):
     assert invalid_invocations(load(name)) == []
 
@@ -195,7 +195,7 @@ def test_invalid_invocations_are_found(capsys):
                                                                       "j/mlgate register --bogus: mlgate register --bogus"]
 
 
-@pytest.mark.parametrize("name", ["ci.yml", "cd.yml"])
+@pytest.mark.parametrize("name", ["ci.yml", "cd.yml", "rollout-monitor.yml"])
 def test_steps_use_first_party_actions_only(name):
     uses = [step["uses"] for job in load(name)["jobs"].values() for step in job.get("steps", []) if "uses" in step]
     assert uses and all(u.startswith("actions/") for u in uses)
@@ -251,7 +251,7 @@ def check_jsonschema(*files: Path) -> subprocess.CompletedProcess:
 
 
 def test_workflows_are_valid_against_the_bundled_schema_offline():
-    proc = check_jsonschema(WORKFLOWS / "ci.yml", WORKFLOWS / "cd.yml")
+    proc = check_jsonschema(*sorted(WORKFLOWS.glob("*.yml")))
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

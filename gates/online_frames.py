@@ -1,0 +1,84 @@
+"""Shaping the prediction log for the online analyses: pairs, requests, labels, features (pure pandas).
+
+The log has one row per input row per variant (shadow variants too): request_id, row_index, variant,
+shadow, ts, latency_ms, status, features (dict), prediction (decoded JSON) and score. Feedback has
+request_id, row_index and label.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+PREDICTION_COLUMNS = ("request_id", "row_index", "variant", "shadow", "ts", "latency_ms", "status", "prediction")
+FEEDBACK_COLUMNS = ("request_id", "row_index", "label")
+KEY = ["request_id", "row_index"]
+
+
+def require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
+    """ValueError naming the missing columns of the prediction log or feedback frame."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} has no column(s) {', '.join(missing)}")
+
+
+def variant_rows(preds: pd.DataFrame, variant: str, *, shadow: bool | None = None) -> pd.DataFrame:
+    """Rows one variant predicted; `shadow` keeps only mirrored (True) or served (False) rows."""
+    rows = preds[preds["variant"] == variant]
+    if shadow is not None:
+        rows = rows[rows["shadow"].astype(bool) == shadow]
+    return rows
+
+
+def requests_of(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per request (latency and status are per request and variant in the log)."""
+    return rows.drop_duplicates("request_id")
+
+
+def ok(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[rows["status"] == 200]
+
+
+def paired(champion: pd.DataFrame, challenger: pd.DataFrame) -> pd.DataFrame:
+    """Rows both variants answered with 200, side by side (suffixes _a champion, _b challenger)."""
+    cols = [*KEY, "prediction", "score"] if "score" in champion.columns else [*KEY, "prediction"]
+    return ok(champion)[cols].merge(ok(challenger)[cols], on=KEY, suffixes=("_a", "_b"))
+
+
+def labelled(rows: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame:
+    """Served rows answered with 200 joined to their latest label; rows without a label are dropped."""
+    labels = feedback.dropna(subset=["label"])
+    if "ts" in labels.columns:
+        labels = labels.sort_values("ts", kind="stable")
+    labels = labels.drop_duplicates(KEY, keep="last")[[*KEY, "label"]]
+    return ok(rows).merge(labels, on=KEY, how="inner")
+
+
+def features_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """The logged input rows as a DataFrame (one per logged row; missing values become NaN)."""
+    if "features" not in rows.columns or rows.empty:
+        return pd.DataFrame()
+    records = [f if isinstance(f, dict) else {} for f in rows["features"]]
+    return pd.DataFrame.from_records(records)
+
+
+def canonical(value: Any) -> str:
+    """Labels compared as text, with 1 and 1.0 equal (JSON and the feedback table may differ in type)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "<null>"
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value)).lower()
+    return str(value)
+
+
+def canonical_series(values: pd.Series) -> np.ndarray:
+    return np.array([canonical(v) for v in values], dtype=object)
+
+
+def as_float(values: pd.Series) -> np.ndarray:
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)

@@ -1,0 +1,231 @@
+"""Shadow analysis: the challenger predicts on mirrored live traffic next to the champion; no labels needed.
+
+Checks: agreement of predicted labels (classifiers) or correlation / MAE of scores, PSI of the output
+distribution against the champion's on the same rows, the challenger's error rate, its latency against
+the champion's, and drift of the live inputs against the training data. Rates are judged on
+always-valid confidence sequences, so the analysis may be re-run at every poll.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from gates.config import DriftConfig, ShadowConfig
+from gates.drift import drift_table, output_psi, population_stability_index
+from gates.drift_checks import thresholds_for
+from gates.online_core import (
+    AnalysisOutcome as O,
+)
+from gates.online_core import (
+    OnlineAnalysis,
+    analysis,
+    check,
+    error_analysis,
+    judge_at_least,
+    judge_at_most,
+    rate_sequence,
+    skipped,
+)
+from gates.online_frames import (
+    PREDICTION_COLUMNS,
+    as_float,
+    canonical_series,
+    features_frame,
+    ok,
+    paired,
+    requests_of,
+    require,
+    variant_rows,
+)
+from gates.result import Check
+from gates.stats import rank_judge
+
+GATE = "shadow"
+# Mixing variance of the rate sequences from the widest binomial variance: a challenger that is badly off
+# (10% errors, half its labels different) is caught within a few hundred requests, not thousands.
+PLANNING_RATE = 0.5
+
+
+def shadow_analysis(
+    preds: pd.DataFrame, config: ShadowConfig, training_reference: pd.DataFrame | None, *, task: str,
+    numeric: Sequence[str] = (), categorical: Sequence[str] = (), drift: DriftConfig | None = None,
+    champion: str = "champion", challenger: str = "challenger",
+) -> OnlineAnalysis:
+    """Judge the challenger's shadow predictions in `preds` (the log since shadowing started)."""
+    started = time.perf_counter()
+    try:
+        require(preds, PREDICTION_COLUMNS, "the prediction log")
+    except ValueError as exc:
+        return error_analysis(GATE, str(exc))
+    champ = variant_rows(preds, champion, shadow=False)
+    chall = variant_rows(preds, challenger, shadow=True)
+    served = requests_of(ok(champ))
+    counts = {"requests": len(served), "challenger_rows": len(chall), "min_requests": config.min_requests}
+    if len(served) < config.min_requests:
+        wait = check("min_requests", O.INCONCLUSIVE, f"{len(served)} of {config.min_requests} shadowed requests "
+                     "so far", value=len(served), threshold=config.min_requests, expected="enough requests")
+        return analysis(GATE, [wait], started, counts)
+    pairs = paired(champ, chall)
+    checks = [error_rate_check(served, chall, config), *agreement_checks(pairs, task, config),
+              output_psi_check(pairs, task, config), latency_check(served, requests_of(ok(chall)), config)]
+    live = features_frame(served)
+    checks.append(input_drift_check(training_reference, live, numeric, categorical, drift, config))
+    counts["paired_rows"] = len(pairs)
+    return analysis(GATE, checks, started, counts, headline=("agreement", "score_correlation"))
+
+
+def error_rate_check(served: pd.DataFrame, challenger: pd.DataFrame, config: ShadowConfig) -> Check:
+    """Share of requests the champion answered that the challenger did not answer with 200.
+
+    Requests newer than the challenger's last logged row are still in flight and left out.
+    """
+    newest = challenger["ts"].max() if len(challenger) else -math.inf
+    settled = served[served["ts"] <= newest] if len(challenger) else served
+    answered = set(requests_of(ok(challenger))["request_id"])
+    n = len(settled)
+    failures = int((~settled["request_id"].isin(answered)).sum())
+    interval = rate_sequence(failures, max(n, 1), planned_n=config.planned_requests, planning_rate=PLANNING_RATE,
+                             alpha=config.alpha)
+    outcome = judge_at_most(interval, config.max_error_rate) if n else O.INCONCLUSIVE
+    message = f"challenger error rate {interval.describe(config.alpha)} vs max {config.max_error_rate:g}"
+    return check("error_rate", outcome, message, value=interval.rate, threshold=config.max_error_rate,
+                 expected=f"error rate <= {config.max_error_rate:g}", ci=[interval.low, interval.high], n=n)
+
+
+def agreement_checks(pairs: pd.DataFrame, task: str, config: ShadowConfig) -> list[Check]:
+    """Label agreement for classifiers; score correlation and MAE when both variants logged scores."""
+    checks = []
+    if task != "regression":
+        checks.append(label_agreement_check(pairs, config))
+    a, b = _scores(pairs, task)
+    if a is None:
+        checks.append(skipped("score_correlation", "no scores logged for both variants (labels only)"))
+        return checks
+    checks.append(correlation_check(a, b, config))
+    checks.append(mae_check(a, b, config))
+    return checks
+
+
+def label_agreement_check(pairs: pd.DataFrame, config: ShadowConfig) -> Check:
+    n = len(pairs)
+    if n == 0:
+        return check("agreement", O.INCONCLUSIVE, "no row predicted by both variants yet", value=None,
+                     threshold=config.min_agreement, expected=f"agreement >= {config.min_agreement:g}")
+    same = int((canonical_series(pairs["prediction_a"]) == canonical_series(pairs["prediction_b"])).sum())
+    interval = rate_sequence(same, n, planned_n=config.planned_requests, planning_rate=PLANNING_RATE,
+                             alpha=config.alpha)
+    outcome = judge_at_least(interval, config.min_agreement)
+    message = f"label agreement with the champion {interval.describe(config.alpha)} vs min {config.min_agreement:g}"
+    return check("agreement", outcome, message, value=interval.rate, threshold=config.min_agreement,
+                 expected=f"agreement >= {config.min_agreement:g}", ci=[interval.low, interval.high], n=n)
+
+
+def correlation_check(a: np.ndarray, b: np.ndarray, config: ShadowConfig) -> Check:
+    """Pearson r of the two variants' scores with a Fisher-z interval at 1 - alpha."""
+    expected, minimum = f"score correlation >= {config.min_score_correlation:g}", config.min_score_correlation
+    if a.size < 4 or np.std(a) == 0 or np.std(b) == 0:
+        return check("score_correlation", O.INCONCLUSIVE, f"correlation undefined on {a.size} rows (constant "
+                     "scores or too few rows)", value=None, threshold=minimum, expected=expected)
+    r = float(np.clip(np.corrcoef(a, b)[0, 1], -0.999999, 0.999999))
+    half = stats.norm.ppf(1 - config.alpha / 2) / math.sqrt(a.size - 3)
+    low, high = math.tanh(math.atanh(r) - half), math.tanh(math.atanh(r) + half)
+    outcome = O.SUCCESSFUL if low >= minimum else O.FAILED if high < minimum else O.INCONCLUSIVE
+    message = f"score correlation r {r:.4f} [{1 - config.alpha:.0%} CI {low:.4f}, {high:.4f}] vs min {minimum:g}"
+    return check("score_correlation", outcome, message, value=r, threshold=minimum, expected=expected,
+                 ci=[low, high], n=int(a.size))
+
+
+def mae_check(a: np.ndarray, b: np.ndarray, config: ShadowConfig) -> Check:
+    diff = np.abs(b - a)
+    mae = float(diff.mean())
+    half = float(stats.t.ppf(1 - config.alpha / 2, max(diff.size - 1, 1)) * diff.std(ddof=1) / math.sqrt(diff.size)) \
+        if diff.size > 1 else math.inf
+    described = f"mean |score difference| {mae:.4f} [{1 - config.alpha:.0%} CI {mae - half:.4f}, {mae + half:.4f}]"
+    if config.max_score_mae is None:
+        return skipped("score_mae", f"{described}; not judged (set rollout.shadow.max_score_mae)")
+    limit = config.max_score_mae
+    outcome = O.SUCCESSFUL if mae + half <= limit else O.FAILED if mae - half > limit else O.INCONCLUSIVE
+    return check("score_mae", outcome, f"{described} vs max {limit:g}", value=mae, threshold=limit,
+                 expected=f"MAE <= {limit:g}", ci=[mae - half, mae + half])
+
+
+def output_psi_check(pairs: pd.DataFrame, task: str, config: ShadowConfig) -> Check:
+    """PSI of the challenger's outputs against the champion's on the same rows (scores, else labels)."""
+    limit, expected = config.max_output_psi, f"output PSI <= {config.max_output_psi:g}"
+    if len(pairs) == 0:
+        return check("output_psi", O.INCONCLUSIVE, "no paired rows yet", value=None, threshold=limit,
+                     expected=expected)
+    a, b = _scores(pairs, task)
+    if a is not None:
+        psi, basis = output_psi(a, b), "scores"
+    else:
+        psi, basis = _label_psi(pairs), "predicted labels"
+    outcome = O.FAILED if psi > limit else O.SUCCESSFUL
+    return check("output_psi", outcome, f"PSI of {basis} vs the champion's {psi:.3f} (max {limit:g})",
+                 value=psi, threshold=limit, expected=expected, basis=basis)
+
+
+def latency_check(champion: pd.DataFrame, challenger: pd.DataFrame, config: ShadowConfig) -> Check:
+    """Fails only when the p95 ratio exceeds its limit AND the rank test shows a real slowdown."""
+    limit, expected = config.max_latency_ratio, f"p95 ratio <= {config.max_latency_ratio:g}"
+    a, b = as_float(champion["latency_ms"]), as_float(challenger["latency_ms"])
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size < 5 or b.size < 5:
+        return check("latency", O.INCONCLUSIVE, f"{b.size} challenger / {a.size} champion latency samples",
+                     value=None, threshold=limit, expected=expected)
+    ratio = float(np.percentile(b, 95) / max(np.percentile(a, 95), 1e-9))
+    judged = rank_judge(a, b, tolerance=config.latency_tolerance, alpha=config.latency_alpha)
+    outcome = O.FAILED if ratio > limit and not judged.passed else O.SUCCESSFUL
+    message = f"p95 latency ratio {ratio:.2f} (max {limit:g}); {judged.message}"
+    return check("latency", outcome, message, value=ratio, threshold=limit, expected=expected,
+                 superiority=judged.test.superiority, p_value=judged.test.p_greater)
+
+
+def input_drift_check(reference: pd.DataFrame | None, live: pd.DataFrame, numeric: Sequence[str],
+                      categorical: Sequence[str], drift: DriftConfig | None, config: ShadowConfig) -> Check:
+    """Drift of live inputs vs training (the data gate's statistics); WARN unless `input_drift: fail`."""
+    if config.input_drift == "off":
+        return skipped("input_drift", "rollout.shadow.input_drift is off")
+    drift = drift or DriftConfig()
+    features = [*numeric, *categorical]
+    if reference is None or live.empty or not features:
+        return check("input_drift", O.INCONCLUSIVE, "no training reference or no logged features to compare",
+                     value=None, threshold=drift.max_drifted_share, expected="live inputs like training")
+    default, overrides = thresholds_for(drift)
+    table = drift_table(reference, live, numeric, categorical, thresholds=default, overrides=overrides)
+    decided = [r for r in table if r.drifted is not None]
+    drifted = sorted(r.feature for r in decided if r.drifted)
+    critical = sorted(set(drifted) & set(drift.critical))
+    share = len(drifted) / len(features)
+    bad = share > drift.max_drifted_share or bool(critical)
+    outcome = O.INCONCLUSIVE if not decided else O.FAILED if bad and config.input_drift == "fail" else O.SUCCESSFUL
+    listed = f": {', '.join(drifted)}" if drifted else ""
+    message = (f"{len(drifted)} of {len(features)} input features drifted vs training ({share:.0%}, limit "
+               f"{drift.max_drifted_share:.0%}{', critical ' + ', '.join(critical) if critical else ''}){listed}")
+    return check("input_drift", outcome, message, value=share, threshold=drift.max_drifted_share,
+                 expected="live inputs like training", warn=bad, drifted=drifted, undecided=len(table) - len(decided))
+
+
+def _scores(pairs: pd.DataFrame, task: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Paired numeric outputs: regression predictions, or positive-class scores when both were logged."""
+    cols = ("prediction_a", "prediction_b") if task == "regression" else ("score_a", "score_b")
+    if cols[0] not in pairs.columns or len(pairs) == 0:
+        return None, None
+    a, b = as_float(pairs[cols[0]]), as_float(pairs[cols[1]])
+    both = np.isfinite(a) & np.isfinite(b)
+    if both.sum() < max(4, 0.5 * len(pairs)):
+        return None, None
+    return a[both], b[both]
+
+
+def _label_psi(pairs: pd.DataFrame) -> float:
+    a, b = canonical_series(pairs["prediction_a"]), canonical_series(pairs["prediction_b"])
+    labels = sorted(set(a) | set(b))
+    shares = [np.array([(x == label).mean() for label in labels]) for x in (a, b)]
+    return population_stability_index(*shares)

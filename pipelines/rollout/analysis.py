@@ -1,0 +1,71 @@
+"""Feeding the online gates: the prediction log and feedback of the rollout's variants and versions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from gates.config import CanaryConfig, DriftConfig, ShadowConfig
+from gates.online import CanaryStep, OnlineAnalysis, canary_analysis, shadow_analysis
+from pipelines.rollout.backend import CHALLENGER_VARIANT, CHAMPION_VARIANT
+from pipelines.rollout.state import RolloutState
+
+
+def resolve_log_url(url: str, base_dir: Path) -> str:
+    """A relative SQLite path (the default sqlite:///reports/predictions.db) is relative to the project."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        return prefix + str((base_dir / url[len(prefix):]).resolve())
+    return url
+
+
+@dataclass
+class LogAnalyser:
+    """Runs the shadow or canary analysis of a rollout on the prediction log at `log_url`."""
+
+    log_url: str
+    shadow: ShadowConfig
+    canary: CanaryConfig
+    task: str
+    positive_class: object = None
+    numeric: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    drift: DriftConfig | None = None
+    reference: Callable[[], pd.DataFrame | None] = lambda: None
+    _reference: pd.DataFrame | None = field(default=None, init=False, repr=False)
+
+    def __call__(self, state: RolloutState, now: float) -> OnlineAnalysis:
+        if state.position.phase == "shadow":
+            return self.shadow_look(state)
+        if state.position.phase == "canary":
+            return self.canary_look(state, now)
+        raise ValueError(f"no analysis in phase {state.position.phase}")
+
+    def shadow_look(self, state: RolloutState) -> OnlineAnalysis:
+        preds = self._predictions(state, state.phase_started)
+        if self._reference is None:
+            self._reference = self.reference()
+        return shadow_analysis(preds, self.shadow, self._reference, task=self.task, numeric=self.numeric,
+                               categorical=self.categorical, drift=self.drift)
+
+    def canary_look(self, state: RolloutState, now: float) -> OnlineAnalysis:
+        from serving.prediction_log import read_feedback
+
+        since = state.canary_started or state.phase_started
+        preds = self._predictions(state, since)
+        feedback = read_feedback(self.log_url, since=since)
+        step = CanaryStep.of(self.canary, state.position.step, now - state.phase_started)
+        return canary_analysis(preds, feedback, self.canary, step, step_started=state.phase_started,
+                               task=self.task, positive_class=self.positive_class)
+
+    def _predictions(self, state: RolloutState, since: float) -> pd.DataFrame:
+        """This rollout's rows only: the champion and challenger variants at their registry versions."""
+        from serving.prediction_log import read_predictions
+
+        preds = read_predictions(self.log_url, since=since)
+        versions = {CHAMPION_VARIANT: state.champion_version, CHALLENGER_VARIANT: state.version}
+        keep = preds["variant"].map(versions) == preds["model_version"].astype(str)
+        return preds[keep.to_numpy(dtype=bool)]

@@ -1,0 +1,111 @@
+"""Building a rollout controller from a RunContext: store, backend, analyser and approvals.
+
+Settings from the environment (admin token, endpoint override, kill hook) are passed in by the CLI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pandas as pd
+
+from pipelines import registry
+from pipelines.context import RunContext
+from pipelines.errors import GateRefused, UsageError
+from pipelines.rollout.analysis import LogAnalyser, resolve_log_url
+from pipelines.rollout.backend import LocalBackend, TrafficBackend
+from pipelines.rollout.controller import RolloutController
+from pipelines.rollout.store import RolloutStore
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    """What the CLI edge resolves: the server endpoint, its admin token, the log, and the test kill hook."""
+
+    endpoint: str
+    admin_token: str | None
+    log_url: str
+    kill_at: str | None = None
+
+    @classmethod
+    def from_context(cls, ctx: RunContext, *, endpoint: str | None = None, admin_token: str | None = None,
+                     log_url: str | None = None, kill_at: str | None = None) -> RolloutSettings:
+        rollout = ctx.params.rollout
+        url = log_url or rollout.prediction_log_url or ctx.params.serving.prediction_log.url
+        return cls(endpoint or rollout.endpoint, admin_token, resolve_log_url(url, ctx.base_dir), kill_at or None)
+
+
+def approval_lookup(ctx: RunContext) -> Callable[[str, str], dict[str, Any] | None]:
+    """(version, stage) -> the recorded approval of an approver allowed *now*, else None."""
+    from pipelines.approval import allowed_approvers, check_approver, list_approvals
+
+    def find(version: str, stage: str) -> dict[str, Any] | None:
+        allowed = allowed_approvers(ctx.params.approvals, ctx.base_dir)
+        for approval in list_approvals(ctx, version)[1]:
+            if approval.stage != stage:
+                continue
+            try:
+                check_approver(approval.approver, allowed)
+            except GateRefused:
+                continue  # recorded by someone no longer allowed: does not count
+            return asdict(approval)
+        return None
+
+    return find
+
+
+def training_reference(ctx: RunContext) -> Callable[[], pd.DataFrame | None]:
+    """Loads the training split for the input-drift check, once, when the shadow analysis first needs it."""
+    from pipelines.data import load_split
+
+    def load() -> pd.DataFrame | None:
+        try:
+            return load_split(ctx.params.data, "train", ctx.base_dir)
+        except UsageError:
+            return None  # no split here: the drift check says it could not compare
+
+    return load
+
+
+def build_controller(ctx: RunContext, settings: RolloutSettings, backend: TrafficBackend | None = None,
+                     ) -> RolloutController:
+    params = ctx.params
+    analyser = LogAnalyser(
+        settings.log_url, params.rollout.shadow, params.rollout.canary, params.model.task,
+        positive_class=params.model.positive_class, numeric=list(params.data.numeric),
+        categorical=list(params.data.categorical), drift=params.gates.data.drift, reference=training_reference(ctx),
+    )
+    return RolloutController(
+        RolloutStore(ctx.tracking_uri, params.model.name),
+        backend or LocalBackend(settings.endpoint, settings.admin_token), analyser, approval_lookup(ctx),
+        shadow_limit_s=params.rollout.shadow.max_duration_s, step_limit_s=params.rollout.canary.max_step_duration_s,
+        kill_at=settings.kill_at,
+    )
+
+
+def rollout_versions(ctx: RunContext, version: str | None) -> tuple[str, str]:
+    """(challenger version, champion version) for a new rollout; refused without a champion to compare with."""
+    name, uri = ctx.params.model.name, ctx.tracking_uri
+    champion = registry.version_by_alias(uri, name, registry.CHAMPION)
+    if champion is None:
+        raise GateRefused(f"model {name!r} has no alias champion: a rollout compares the challenger with the "
+                          "production model; give the first production version the alias champion (the demo "
+                          "bootstraps one)")
+    if version is None:
+        challenger = registry.version_by_alias(uri, name, registry.CHALLENGER)
+        if challenger is None:
+            raise UsageError(f"model {name!r} has no alias challenger; `mlgate register` one or pass --version")
+        version = challenger.version
+    _require_version(uri, name, str(version))
+    return str(version), champion.version
+
+
+def _require_version(uri: str, name: str, version: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        registry.get_version(uri, name, version)
+    except MlflowException as exc:
+        raise UsageError(f"model {name!r} has no version {version!r} in {uri} ({exc.error_code})") from None

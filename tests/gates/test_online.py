@@ -1,0 +1,270 @@
+"""gates.online: shadow and canary analyses on prediction-log frames, and the canary decision's error rates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from sklearn.linear_model import LogisticRegression
+
+from gates.config import CanaryConfig, ShadowConfig
+from gates.online import AnalysisOutcome, ArmCounts, CanaryStep, canary_analysis, judge_canary, shadow_analysis
+from gates.result import Status
+from gates.srm_sequential import srm_sequential_p
+
+NUMERIC = ["total_day_minutes", "total_eve_minutes", "number_customer_service_calls", "account_length"]
+CATEGORICAL = ["international_plan", "voice_mail_plan"]
+FEATURES = NUMERIC + CATEGORICAL
+
+
+@pytest.fixture(scope="module")
+def churn(churn_frame: pd.DataFrame) -> pd.DataFrame:
+    return churn_frame.reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def model(churn: pd.DataFrame) -> LogisticRegression:
+    x = pd.get_dummies(churn[FEATURES].iloc[:2000], dtype=float)
+    return LogisticRegression(max_iter=2000).fit(x, churn["churn"].iloc[:2000])
+
+
+def predict(model: LogisticRegression, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    x = pd.get_dummies(rows[FEATURES], dtype=float).reindex(columns=model.feature_names_in_, fill_value=0.0)
+    return model.predict(x), model.predict_proba(x)[:, list(model.classes_).index("yes")]
+
+
+def log_rows(rows: pd.DataFrame, variant: str, labels, scores, *, shadow: bool, latency: float = 2.0,
+             status: np.ndarray | None = None, ts0: float = 1000.0, prefix: str = "r") -> pd.DataFrame:
+    """Rows as the prediction log holds them: one per input row and variant."""
+    n = len(rows)
+    status = np.full(n, 200) if status is None else status
+    rng = np.random.default_rng(len(variant) + n)
+    return pd.DataFrame({
+        "request_id": [f"{prefix}{i}" for i in range(n)], "row_index": 0, "routing_key": [str(i) for i in range(n)],
+        "variant": variant, "model_version": "1", "shadow": int(shadow), "ts": ts0 + np.arange(n) * 0.01,
+        "latency_ms": latency + rng.exponential(0.3, n), "status": status, "error": None,
+        "features": rows[FEATURES].to_dict("records"),
+        "prediction": [None if s != 200 else p for p, s in zip(labels, status, strict=True)],
+        "score": [None if s != 200 else float(v) for v, s in zip(scores, status, strict=True)],
+    })
+
+
+def shadow_log(churn, model, n=400, *, flip=False, status=None, live=None) -> pd.DataFrame:
+    live = churn.iloc[3000:3000 + n] if live is None else live
+    labels, scores = predict(model, live)
+    champion = log_rows(live, "champion", labels, scores, shadow=False)
+    other = np.where(labels == "yes", "no", "yes") if flip else labels
+    challenger = log_rows(live, "challenger", other, 1 - scores if flip else scores, shadow=True, status=status)
+    return pd.concat([champion, challenger], ignore_index=True)
+
+
+def run_shadow(preds, churn, config=ShadowConfig()):
+    return shadow_analysis(preds, config, churn.iloc[:2000], task="binary", numeric=NUMERIC, categorical=CATEGORICAL)
+
+
+def test_shadow_waits_for_min_requests_and_never_passes_undecided(churn, model):
+    result = run_shadow(shadow_log(churn, model, n=150), churn)
+    assert result.outcome is AnalysisOutcome.INCONCLUSIVE
+    assert result.result.status is Status.ERROR
+    assert "150 of 200 shadowed requests" in result.reason
+
+
+def test_shadow_of_an_identical_model_is_successful(churn, model):
+    result = run_shadow(shadow_log(churn, model), churn)
+    assert result.outcome is AnalysisOutcome.SUCCESSFUL, result.result.to_json()
+    checks = {c.name: c for c in result.result.checks}
+    assert checks["agreement"].observed == 1.0 and checks["score_correlation"].observed > 0.999
+    assert checks["output_psi"].observed < 0.01 and checks["input_drift"].status is Status.PASS
+
+
+def test_shadow_fails_a_challenger_that_disagrees_and_says_why(churn, model):
+    result = run_shadow(shadow_log(churn, model, flip=True), churn)
+    assert result.outcome is AnalysisOutcome.FAILED
+    reason = result.rollback_reason()
+    assert reason["metric"] in ("agreement", "score_correlation", "output_psi")
+    assert reason["value"] is not None and reason["threshold"] is not None
+    agreement = next(c for c in result.result.checks if c.name == "agreement")
+    assert agreement.status is Status.FAIL and "vs min 0.9" in agreement.message
+
+
+def test_shadow_fails_a_challenger_that_errors(churn, model):
+    status = np.where(np.arange(400) % 10 == 0, 500, 200)
+    result = run_shadow(shadow_log(churn, model, status=status), churn)
+    errors = next(c for c in result.result.checks if c.name == "error_rate")
+    assert result.outcome is AnalysisOutcome.FAILED and errors.status is Status.FAIL
+    assert errors.observed == pytest.approx(0.1)
+
+
+def test_input_drift_of_live_traffic_warns_or_fails_as_configured(churn, model):
+    live = churn.iloc[3000:3400].copy()
+    live["total_day_minutes"] *= 1.6
+    live["number_customer_service_calls"] += 3
+    preds = shadow_log(churn, model, live=live)
+    warned = run_shadow(preds, churn)
+    drift = next(c for c in warned.result.checks if c.name == "input_drift")
+    assert drift.status is Status.WARN and "total_day_minutes" in drift.message
+    failed = run_shadow(preds, churn, ShadowConfig(input_drift="fail"))
+    assert failed.outcome is AnalysisOutcome.FAILED and failed.decisive.name == "input_drift"
+
+
+def test_a_log_without_required_columns_is_an_error(churn, model):
+    result = run_shadow(shadow_log(churn, model).drop(columns=["status"]), churn)
+    assert result.outcome is AnalysisOutcome.ERROR and "no column(s) status" in result.reason
+
+
+# ---- canary ----
+
+CANARY = CanaryConfig(steps=[50, 100], min_requests_per_step=100, min_labels_per_step=50,
+                      metric_margins={"accuracy": 0.05}, planned_labels=1500, latency_tolerance=0.1)
+
+
+def canary_log(churn, model, *, weight=50, n=2800, worse=0.0, seed=0):
+    """A weighted canary: each request goes to one arm by weight; the challenger is wrong on `worse` of rows."""
+    rng = np.random.default_rng(seed)
+    rows = churn.iloc[2000:2000 + n]
+    labels, scores = predict(model, rows)
+    arm = rng.random(n) < weight / 100
+    wrong = rng.random(n) < worse
+    challenger_labels = np.where(arm & wrong, np.where(labels == "yes", "no", "yes"), labels)
+    frame = log_rows(rows, "champion", challenger_labels, scores, shadow=False)
+    frame.loc[arm, "variant"] = "challenger"
+    feedback = pd.DataFrame({"request_id": frame["request_id"], "row_index": 0, "label": rows["churn"].to_numpy(),
+                             "ts": frame["ts"] + 1.0})
+    return frame, feedback
+
+
+def test_canary_promotes_an_equal_challenger_once_non_inferiority_is_proven(churn, model):
+    preds, feedback = canary_log(churn, model)
+    result = canary_analysis(preds, feedback, CANARY, CanaryStep.of(CANARY, 0), step_started=0.0,
+                             task="binary", positive_class="yes")
+    assert result.outcome is AnalysisOutcome.SUCCESSFUL, result.result.to_json()
+    accuracy = next(c for c in result.result.checks if c.name == "accuracy")
+    assert accuracy.details["decision"] == "non_inferior" and accuracy.details["ci"][0] > -0.05
+
+
+def test_canary_fails_a_much_worse_challenger_with_metric_value_and_threshold(churn, model):
+    preds, feedback = canary_log(churn, model, worse=0.3)
+    result = canary_analysis(preds, feedback, CANARY, CanaryStep.of(CANARY, 0), step_started=0.0,
+                             task="binary", positive_class="yes")
+    assert result.outcome is AnalysisOutcome.FAILED
+    reason = result.rollback_reason()
+    assert reason["metric"] == "accuracy delta" and reason["threshold"] == -0.05 and reason["value"] < -0.1
+    assert "inferior" in reason["message"]
+
+
+def test_canary_waits_for_labels_and_reports_inconclusive(churn, model):
+    preds, feedback = canary_log(churn, model, n=150)
+    result = canary_analysis(preds, feedback.iloc[:0], CANARY, CanaryStep.of(CANARY, 0), step_started=0.0,
+                             task="binary", positive_class="yes")
+    assert result.outcome is AnalysisOutcome.INCONCLUSIVE and result.result.status is Status.ERROR
+
+
+def test_sample_ratio_mismatch_halts_as_error():
+    arm = ArmCounts(requests=1000, step_units=1000, step_requests=1000, step_labels=1000,
+                    labels={"accuracy": (850, 1000)}, latency_ms=None)
+    skewed = ArmCounts(requests=800, step_units=800, step_requests=800, step_labels=800,
+                       labels={"accuracy": (680, 800)}, latency_ms=None)
+    result = judge_canary(arm, skewed, CANARY, CanaryStep.of(CANARY, 0))
+    assert result.outcome is AnalysisOutcome.ERROR and result.decisive.name == "srm"
+    assert "sample ratio mismatch" in result.reason and "chi-square" in result.reason
+
+
+def test_sequential_srm_is_calm_on_a_fair_split_and_detects_a_skewed_one():
+    rng = np.random.default_rng(3)
+    fair = [srm_sequential_p((n - k, k), (90, 10)) for n, k in ((n, rng.binomial(n, 0.1)) for n in (50, 500, 5000))]
+    assert min(fair) > 0.01
+    assert srm_sequential_p((4600, 400), (90, 10)) < 0.001  # 8% instead of 10%
+
+
+def test_latency_slowdown_beyond_tolerance_fails_the_step():
+    rng = np.random.default_rng(5)
+    fast = ArmCounts(requests=400, step_units=200, step_requests=200, step_labels=200,
+                     labels={"accuracy": (170, 200)}, latency_ms=rng.exponential(2.0, 400) + 1)
+    slow = ArmCounts(requests=400, step_units=200, step_requests=200, step_labels=200,
+                     labels={"accuracy": (170, 200)}, latency_ms=rng.exponential(2.0, 400) + 6)
+    result = judge_canary(fast, slow, CANARY, CanaryStep.of(CANARY, 0))
+    assert result.outcome is AnalysisOutcome.FAILED and result.decisive.name == "latency"
+
+
+def test_precision_needs_a_positive_class(churn, model):
+    preds, feedback = canary_log(churn, model)
+    config = CANARY.model_copy(update={"metric_margins": {"precision": 0.05}})
+    result = canary_analysis(preds, feedback, config, CanaryStep.of(config, 0), step_started=0.0, task="binary")
+    assert result.outcome is AnalysisOutcome.ERROR and "positive_class" in result.reason
+
+
+# ---- the decision's error rates under continuous monitoring (simulated rollouts) ----
+
+LOOK_EVERY = 50
+
+
+def simulate_rollouts(runs: int, p_champion: float, p_challenger: float, config: CanaryConfig, horizon: int,
+                      seed: int) -> dict:
+    """Drive `judge_canary` as the controller does: look every 50 labelled requests, advance on Successful,
+    roll back on Failed/Error, stop at the horizon. Alongside, a fixed-horizon Wald test peeked at the same
+    looks rolls back when its 95% CI lies below -margin."""
+    rng = np.random.default_rng(seed)
+    z = stats.norm.ppf(1 - config.alpha / 2)
+    margin = config.metric_margins["accuracy"]
+    ends, peeked, looks_to_rollback = [], 0, []
+    for _ in range(runs):
+        step, x, n, units = 0, np.zeros(2, int), np.zeros(2, int), np.zeros(2, int)
+        end, fixed_rolled_back = "horizon", False
+        for _look in range(horizon // LOOK_EVERY):
+            to_challenger = int(rng.binomial(LOOK_EVERY, config.steps[step] / 100))
+            for arm, (k, p) in enumerate(((LOOK_EVERY - to_challenger, p_champion), (to_challenger, p_challenger))):
+                x[arm] += rng.binomial(k, p)
+                n[arm] += k
+                units[arm] += k
+            arms = [ArmCounts(requests=int(n[a]), errors=0, step_units=int(units[a]), step_requests=int(units[a]),
+                              step_labels=int(units[a]), labels={"accuracy": (int(x[a]), int(n[a]))})
+                    for a in (0, 1)]
+            outcome = judge_canary(*arms, config, CanaryStep.of(config, step)).outcome
+            if n.min() > 0 and not fixed_rolled_back:
+                rate = x / n
+                half = z * np.sqrt((rate * (1 - rate) / n).sum())
+                fixed_rolled_back = (rate[1] - rate[0]) + half < -margin
+            if outcome in (AnalysisOutcome.FAILED, AnalysisOutcome.ERROR):
+                end = "rollback" if outcome is AnalysisOutcome.FAILED else "srm_error"
+                looks_to_rollback.append(int(n.sum()))
+                break
+            if outcome is AnalysisOutcome.SUCCESSFUL:
+                if step == len(config.steps) - 1:
+                    end = "promoted"
+                    break
+                step, units = step + 1, np.zeros(2, int)
+        ends.append(end)
+        peeked += fixed_rolled_back
+    counts = pd.Series(ends).value_counts().to_dict()
+    return {"ends": counts, "rolled_back": (counts.get("rollback", 0) + counts.get("srm_error", 0)) / runs,
+            "fixed_peeked": peeked / runs, "labelled_to_rollback": looks_to_rollback}
+
+
+@pytest.mark.slow
+def test_no_true_difference_keeps_false_rollbacks_at_alpha_while_a_peeked_fixed_test_exceeds_it():
+    # Zero margin: "no true difference" is exactly the boundary, the hardest case for false rollbacks.
+    config = CanaryConfig(steps=[10, 50, 100], min_requests_per_step=100, min_labels_per_step=100,
+                          metric_margins={"accuracy": 0.0}, planned_labels=2000, latency_tolerance=None)
+    result = simulate_rollouts(1000, 0.85, 0.85, config, horizon=3000, seed=11)
+    print(f"\nno true difference, 1000 rollouts, look every {LOOK_EVERY} labels up to 3000: "
+          f"false rollbacks {result['rolled_back']:.3f} (ends {result['ends']}); fixed-horizon Wald test peeked "
+          f"at the same looks {result['fixed_peeked']:.3f}; alpha {config.alpha}")
+    assert result["rolled_back"] <= config.alpha
+    assert result["fixed_peeked"] > config.alpha
+
+
+@pytest.mark.slow
+def test_a_five_point_accuracy_drop_is_rolled_back_and_the_labels_needed_are_reported():
+    config = CanaryConfig(steps=[50, 100], min_requests_per_step=100, min_labels_per_step=100,
+                          metric_margins={"accuracy": 0.01}, planned_labels=3000, latency_tolerance=None)
+    horizon = 6000
+    result = simulate_rollouts(500, 0.85, 0.80, config, horizon=horizon, seed=12)
+    needed = np.array(result["labelled_to_rollback"])
+    median = float(np.median(needed))
+    print(f"\n0.85 -> 0.80 accuracy, 500 rollouts at 50%: rolled back in {result['rolled_back']:.1%} "
+          f"within {horizon} labelled requests (ends {result['ends']}); median labelled requests to rollback "
+          f"{median:.0f} (quartiles {np.percentile(needed, 25):.0f}-{np.percentile(needed, 75):.0f})")
+    assert result["rolled_back"] >= 0.8
+    assert result["ends"].get("promoted", 0) == 0
+    assert median < horizon
