@@ -1,8 +1,11 @@
-"""`mlgate demo`: the CI pipeline on the bundled data, end to end, with an embedded MLflow.
+"""`mlgate demo`: the whole lifecycle on the bundled data, end to end, with an embedded MLflow.
 
-1. `dvc repro prepare` (the splits), 2. bootstrap a champion when none is registered (a simpler
-model, so the comparison is real), 3. `dvc repro` (every gate on the stronger candidate, then the
-verdict), 4. print the verdict table and where report.html is.
+1. `dvc repro prepare` (the splits); 2. bootstrap a champion when none is registered (a simpler model,
+so the comparison is real); 3. `dvc repro` (every gate on the stronger candidate, then the verdict) and
+print the verdict table and where report.html is; 4. register the candidate and roll it out live
+(shadow, canary steps with analysis, promotion) under replayed production traffic with late labels;
+5. a deliberately degraded candidate that a lenient config lets through offline, rolled back online.
+Steps 4-5 are skipped with --offline-only.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--champion-estimator", default="logistic_regression",
                       choices=["logistic_regression", "random_forest", "hist_gradient_boosting"],
                       help="estimator of the bootstrapped champion when none is registered")
+    demo.add_argument("--offline-only", action="store_true",
+                      help="stop after the verdict (no registration, no live rollout)")
     demo.set_defaults(handler=demo_command)
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    ctx = RunContext.load(args.params)
+    ctx = _absolute_tracking(RunContext.load(args.params))
     if not (ctx.base_dir / "dvc.yaml").is_file():
         raise UsageError(f"{ctx.base_dir}: no dvc.yaml here; run `mlgate demo` from the repository root")
     if _dvc(ctx.base_dir, "repro", "prepare") != 0:
@@ -45,7 +50,41 @@ def demo_command(args: argparse.Namespace) -> int:
     if not verdict.is_file():
         console.error(f"dvc repro exited {code} before the verdict stage wrote {verdict}; see the output above")
         return int(ExitCode.INTERNAL if code else ExitCode.GATE_FAILED)
-    return _print_verdict(ctx, json.loads(verdict.read_text()))
+    verdict_code = _print_verdict(ctx, json.loads(verdict.read_text()))
+    if args.offline_only or verdict_code != ExitCode.OK:
+        return verdict_code
+    return _online(ctx)
+
+
+def _absolute_tracking(ctx: RunContext) -> RunContext:
+    """A relative sqlite URI made absolute and exported, so dvc's stages and servers share one store."""
+    from dataclasses import replace
+
+    from pipelines.rollout.analysis import resolve_log_url
+
+    uri = resolve_log_url(ctx.tracking_uri, ctx.base_dir)
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    return replace(ctx, tracking_uri=uri)
+
+
+def _online(ctx: RunContext) -> int:
+    """Register and roll out the gated candidate, then show a degraded one rolled back online."""
+    from pipelines.demo_degraded import register_degraded
+    from pipelines.lifecycle import run_lifecycle_demo
+    from pipelines.registration import register_candidate
+    from pipelines.rollout_report import headline
+
+    registration = register_candidate(ctx)
+    console.info(f"demo: registered {ctx.params.model.name} version {registration.version.version} (alias challenger)")
+    first = run_lifecycle_demo(ctx, version=registration.version.version)
+    degraded_version = register_degraded(ctx, console.info)
+    second = run_lifecycle_demo(ctx, version=degraded_version)
+    console.table("mlgate demo: lifecycle", ["candidate", "version", "outcome", "why"], [
+        ("gated candidate", registration.version.version, first.state.position.phase, headline(first.state)),
+        ("degraded candidate", degraded_version, second.state.position.phase, headline(second.state)),
+    ])
+    expected = first.promoted and not second.promoted
+    return int(ExitCode.OK if expected else ExitCode.GATE_FAILED)
 
 
 def _ensure_champion(ctx: RunContext, estimator: str) -> None:
