@@ -21,6 +21,7 @@ GATES: dict[str, str] = {
     "data": "pipelines.data_gate",
     "quality": "pipelines.quality_gate",
     "edge_cases": "pipelines.edge_cases_gate",
+    "latency": "pipelines.latency_gate",
 }
 
 
