@@ -37,7 +37,7 @@ DEMO_ROLLOUT: dict = {
     "canary": {"steps": [25, 50, 100], "approval_before": [], "approve_promotion": False,
                "min_requests_per_step": 150, "min_labels_per_step": 100, "metric_margins": {"accuracy": 0.05},
                "planned_labels": 600, "planned_requests": 1000, "error_rate_margin": 0.02,
-               "latency_tolerance": 0.3, "max_step_duration_s": 120},
+               "latency_tolerance": 0.45, "max_step_duration_s": 120},
 }
 
 
