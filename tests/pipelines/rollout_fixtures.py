@@ -28,7 +28,7 @@ ROLLOUT_PARAMS = {
                "max_latency_ratio": 5.0, "max_duration_s": 120},
     "canary": {"steps": [50, 100], "approval_before": [], "min_requests_per_step": 100, "min_labels_per_step": 50,
                "metric_margins": {"accuracy": 0.05}, "planned_labels": 500, "planned_requests": 500,
-               "error_rate_margin": 0.02, "latency_tolerance": 0.3, "max_step_duration_s": 120},
+               "error_rate_margin": 0.02, "latency_tolerance": 0.45, "max_step_duration_s": 120},
 }
 
 
