@@ -21,7 +21,7 @@ demo: install
 	$(BIN)/mlgate demo
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 bench: install
 	$(BIN)/python -m benchmarks

@@ -107,6 +107,7 @@ def run_gate(params: Path, tracking_uri: str, candidate: Path | None) -> dict[st
             "ratio": ratio.observed if ratio else None, "ratio_status": str(ratio.status) if ratio else "-",
             "ratio_ci": ratio.details.get("ci") if ratio else None,
             "superiority": rank.details.get("superiority") if rank else None,
+            "shift_ratio": rank.details.get("shift_ratio") if rank else None,
             "p_greater": rank.details.get("p_greater") if rank else None,
             "rank_status": str(rank.status) if rank else "-",
             "blocking": [f"{c.status} {c.name}: {c.message}" for c in result.checks if c.status.blocks]}
@@ -117,7 +118,8 @@ def _row(kind: str, i: int, run: dict[str, Any]) -> str:
     cand, base = run["p95"] or (nan, nan)
     low, high = run["ratio_ci"] or (nan, nan)
     return (f"| {kind} {i} | {run['status']} | {cand:.1f} / {base:.1f} | {run['ratio'] or nan:.2f} "
-            f"[{low:.2f}, {high:.2f}] ({run['ratio_status']}) | {run['superiority'] or nan:.3f} ({run['rank_status']}) | "
+            f"[{low:.2f}, {high:.2f}] ({run['ratio_status']}) | {run['shift_ratio'] or nan:+.0%} ({run['rank_status']}) | "
+            f"{run['superiority'] or nan:.3f} | "
             f"{run['p_greater'] or float('nan'):.2g} | {run['load'][0]:.1f} -> {run['load'][1]:.1f} | {run['seconds']:.0f} s |")
 
 
@@ -143,14 +145,14 @@ Setup: the params.yaml candidate trained on the real churn data and the same mod
 champion (same speed); `mlgate gate latency` with params.yaml's `gates.latency`: {cfg.users} users x
 {cfg.user_rps} requests/s, batch mix {dict(cfg.batch_mix)}, {cfg.rounds} rounds per model of {cfg.round_s} s
 after a {cfg.warmup_s} s warm-up, alternated A B, B A, ...; ratio limit {cfg.max_p95_ratio} (slack
-{cfg.p95_slack_ms} ms), rank test tolerance {cfg.rank_test.tolerance} (fail above P = {0.5 + cfg.rank_test.tolerance}) at
+{cfg.p95_slack_ms} ms), rank test effect {cfg.rank_test.effect} with tolerance {cfg.rank_test.tolerance} at
 alpha {cfg.rank_test.alpha}. Delayed: the same model as an MLflow models-from-code pyfunc sleeping {DELAY_MS:g} ms per predict call.
 
 Result: same-speed passed **{passes} of {len(same)}**; the {DELAY_MS:g} ms slowdown failed the gate in
 **{caught} of {len(delayed)}** runs. Target (>= {MIN_PASSES} of 10, every slowdown caught): {"met" if met else "MISSED"}.
 
-| run | status | p95 cand / base (ms) | p95 ratio [95% CI] | P(cand slower) | one-sided p | load avg | time |
-|---|---|---|---|---|---|---|---|
+| run | status | p95 cand / base (ms) | p95 ratio [95% CI] | median shift / base median (rank test) | P(cand slower) | one-sided p | load avg | time |
+|---|---|---|---|---|---|---|---|---|
 {rows}
 
 Passed = PASS or WARN (warnings do not block; a WARN here is a p95 ratio whose CI straddles the limit).

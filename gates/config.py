@@ -186,7 +186,18 @@ class RankTestConfig(StrictModel):
     """Kayenta-style judge: fail only when significant AND the effect exceeds the tolerance."""
 
     alpha: float = Field(0.01, gt=0.0, lt=1.0)
-    tolerance: float = Field(0.15, ge=0.0, le=0.5, description="Allowed P(candidate slower) - 0.5.")
+    effect: Literal["shift_ratio", "superiority"] = Field(
+        "shift_ratio", description="shift_ratio: Hodges-Lehmann shift / baseline median (a magnitude); "
+        "superiority: P(candidate slower) - 0.5 (a consistency measure).")
+    tolerance: float = Field(0.25, ge=0.0, description="Allowed effect: +25% of the baseline median for shift_ratio; "
+                             "for superiority at most 0.5 (0.15: P(candidate slower) up to 0.65).")
+
+    @model_validator(mode="after")
+    def _superiority_is_a_probability(self) -> RankTestConfig:
+        if self.effect == "superiority" and self.tolerance > 0.5:
+            raise ValueError(f"tolerance {self.tolerance:g} > 0.5: with effect superiority it is P(candidate slower) "
+                             "- 0.5, at most 0.5")
+        return self
 
 
 class LatencyGateConfig(StrictModel):
@@ -216,7 +227,7 @@ class LatencyGateConfig(StrictModel):
     )
     slo: LatencySLO = LatencySLO()
     max_p95_ratio: float = Field(1.25, ge=1.0)
-    ratio_level: float = Field(0.95, gt=0.5, lt=1.0, description="CI level of the p95 ratio (round-paired bootstrap).")
+    ratio_level: float = Field(0.95, gt=0.5, lt=1.0, description="CI level of the p95 ratio and of the SLO percentiles (round-level bootstrap).")
     ratio_n_boot: int = Field(1000, ge=100, le=100_000)
     p95_slack_ms: float = Field(
         2.0, ge=0.0, description="A p95 difference this small never fails the ratio (ratios of tiny times are noise)."

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from gates.config import LatencyGateConfig
-from gates.latency_samples import LatencySummary, RoundSamples, latencies
+from gates.latency_samples import LatencySummary, RoundSamples, latencies, resample
 from gates.result import Check, Status
 from gates.stats import rank_judge
 
@@ -27,8 +27,8 @@ def p95_ratio_interval(candidate: Sequence[RoundSamples], baseline: Sequence[Rou
     ratios = np.empty(n_boot)
     for b in range(n_boot):
         chosen = rng.integers(0, len(pairs), size=len(pairs))
-        cand = np.concatenate([_resample(pairs[i][0], rng) for i in chosen])
-        base = np.concatenate([_resample(pairs[i][1], rng) for i in chosen])
+        cand = np.concatenate([resample(pairs[i][0], rng) for i in chosen])
+        base = np.concatenate([resample(pairs[i][1], rng) for i in chosen])
         ratios[b] = np.percentile(cand, 95) / np.percentile(base, 95)
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(ratios, [tail, 1.0 - tail])
@@ -40,10 +40,6 @@ def _round_pairs(candidate: Sequence[RoundSamples], baseline: Sequence[RoundSamp
     base_by_index = {r.index: np.asarray(r.latencies_ms, dtype=float) for r in baseline if len(r.latencies_ms)}
     return [(np.asarray(r.latencies_ms, dtype=float), base_by_index[r.index])
             for r in candidate if len(r.latencies_ms) and r.index in base_by_index]
-
-
-def _resample(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    return values[rng.integers(0, values.size, size=values.size)]
 
 
 def ratio_check(candidate: Sequence[RoundSamples], baseline: Sequence[RoundSamples], cand: LatencySummary,
@@ -73,10 +69,15 @@ def rank_check(candidate: Sequence[RoundSamples], baseline: Sequence[RoundSample
     """Mann-Whitney on the pooled raw samples, failing only beyond the effect-size tolerance (Kayenta-like)."""
     rule = config.rank_test
     judged = rank_judge(latencies(baseline), latencies(candidate), tolerance=rule.tolerance, alpha=rule.alpha,
-                        seed=config.seed)
+                        effect=rule.effect, seed=config.seed)
     test = judged.test
-    details = {"superiority": test.superiority, "p_greater": test.p_greater, "p_two_sided": test.p_two_sided,
-               "shift_ms": test.shift, "n_candidate": test.n_b, "n_baseline": test.n_a, "subsampled": test.subsampled}
-    return Check("rank_test", Status.PASS if judged.passed else Status.FAIL, test.superiority,
-                 f"P(candidate slower) <= {0.5 + rule.tolerance:g} or p >= {rule.alpha:g}",
+    details = {"effect": rule.effect, "superiority": test.superiority, "shift_ratio": test.shift_ratio,
+               "p_greater": test.p_greater, "p_two_sided": test.p_two_sided, "shift_ms": test.shift,
+               "baseline_median_ms": test.a_median, "n_candidate": test.n_b, "n_baseline": test.n_a,
+               "subsampled": test.subsampled}
+    if rule.effect == "shift_ratio":
+        observed, expected = test.shift_ratio, f"median shift <= +{rule.tolerance:.0%} of baseline median or p >= {rule.alpha:g}"
+    else:
+        observed, expected = test.superiority, f"P(candidate slower) <= {0.5 + rule.tolerance:g} or p >= {rule.alpha:g}"
+    return Check("rank_test", Status.PASS if judged.passed else Status.FAIL, observed, expected,
                  f"{judged.message}; {p95s} (ratio {cand.p95_ms / base.p95_ms:.2f})", details)

@@ -68,6 +68,31 @@ def summarize(rounds: Sequence[RoundSamples]) -> LatencySummary:
                           p50, p95, p99, float(pooled.mean()) if pooled.size else float("nan"), round_p95)
 
 
+def quantile_interval(rounds: Sequence[RoundSamples], q: float, *, level: float, n_boot: int,
+                      seed: int) -> tuple[float, float]:
+    """Percentile CI of the pooled q-th percentile, resampling rounds, then requests in each round.
+
+    Requests of one round share that round's machine state, so the rounds are the independent units
+    (the same two-level bootstrap as the p95 ratio's). NaN when no round has a successful request.
+    """
+    parts = [np.asarray(r.latencies_ms, dtype=float) for r in rounds if len(r.latencies_ms)]
+    if not parts:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    estimates = np.empty(n_boot)
+    for b in range(n_boot):
+        chosen = rng.integers(0, len(parts), size=len(parts))
+        estimates[b] = np.percentile(np.concatenate([resample(parts[i], rng) for i in chosen]), q)
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(estimates, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def resample(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A bootstrap resample (with replacement, same size) of one round's latencies."""
+    return values[rng.integers(0, values.size, size=values.size)]
+
+
 def _percentiles(values: np.ndarray, qs: Sequence[float]) -> list[float]:
     if values.size == 0:
         return [float("nan")] * len(qs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -170,10 +171,8 @@ def set_alias(tracking_uri: str, name: str, alias: str, version: str) -> None:
 def delete_alias(tracking_uri: str, name: str, alias: str) -> None:
     from mlflow.exceptions import MlflowException
 
-    try:
+    with contextlib.suppress(MlflowException):  # already absent: deleting is idempotent
         client(tracking_uri).delete_registered_model_alias(name, alias)
-    except MlflowException:
-        pass  # already absent: deleting is idempotent
 
 
 def set_version_tags(tracking_uri: str, name: str, version: str, tags: dict[str, str]) -> None:

@@ -1,17 +1,23 @@
 """Rank comparison of two samples (latency): Mann-Whitney U with effect sizes, and a Kayenta-style judge.
 
 A huge sample makes any difference "significant", so the judge fails only when the test is
-significant AND the effect size (probability of superiority) exceeds a stated tolerance.
+significant AND the effect size exceeds a stated tolerance. Like Kayenta's effect-size measures, the
+effect is either a magnitude, `shift_ratio` (the Hodges-Lehmann shift as a share of the baseline
+median: 0.5 = the typical request is 50% slower), or `superiority` (P(candidate slower) - 0.5, a
+consistency measure: a small but steady shift reaches it as surely as a large one, and a noisy
+baseline tail keeps even a doubling below it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from scipy import stats
 
 DEFAULT_MAX_SAMPLES = 50_000
+Effect = Literal["superiority", "shift_ratio"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,12 @@ class RankTest:
     superiority: float  # P(b > a) + 0.5 P(b = a), 0.5 = no difference
     shift: float  # Hodges-Lehmann estimate: median of all differences b - a
     subsampled: bool
+    a_median: float = float("nan")  # median of the baseline sample used
+
+    @property
+    def shift_ratio(self) -> float:
+        """The shift as a share of the baseline median (inf when that median is not positive)."""
+        return self.shift / self.a_median if self.a_median > 0 else float("inf")
 
 
 @dataclass(frozen=True)
@@ -48,21 +60,28 @@ def mann_whitney_effect(
     superiority = float(greater.statistic) / (a_used.size * b_used.size)
     return RankTest(
         a_used.size, b_used.size, float(greater.pvalue), float(two_sided.pvalue),
-        superiority, hodges_lehmann_shift(a_used, b_used), subsampled,
+        superiority, hodges_lehmann_shift(a_used, b_used), subsampled, float(np.median(a_used)),
     )
 
 
 def rank_judge(
-    a: np.ndarray, b: np.ndarray, *, tolerance: float, alpha: float,
+    a: np.ndarray, b: np.ndarray, *, tolerance: float, alpha: float, effect: Effect = "superiority",
     max_samples: int = DEFAULT_MAX_SAMPLES, seed: int = 0, unit: str = "ms",
 ) -> RankJudgement:
-    """Fail only if b is significantly larger (one-sided p < alpha) AND P(b > a) - 0.5 > tolerance."""
+    """Fail only if b is significantly larger (one-sided p < alpha) AND its effect exceeds `tolerance`:
+    `superiority`: P(b > a) - 0.5; `shift_ratio`: Hodges-Lehmann shift / median(a)."""
     test = mann_whitney_effect(a, b, max_samples=max_samples, seed=seed)
     significant = test.p_greater < alpha
-    large = test.superiority - 0.5 > tolerance
-    facts = (f"P(candidate > baseline) {test.superiority:.3f} vs allowed {0.5 + tolerance:.3f}, "
-             f"Mann-Whitney one-sided p {test.p_greater:.2g} vs alpha {alpha:g}, "
-             f"median shift {test.shift:+.3g} {unit} (n {test.n_b}/{test.n_a})")
+    mw = f"Mann-Whitney one-sided p {test.p_greater:.2g} vs alpha {alpha:g}"
+    if effect == "shift_ratio":
+        large = test.shift_ratio > tolerance
+        facts = (f"median shift {test.shift:+.1f} {unit} = {test.shift_ratio:+.0%} of the baseline median "
+                 f"{test.a_median:.1f} {unit} vs allowed +{tolerance:.0%}, {mw}, "
+                 f"P(candidate > baseline) {test.superiority:.3f} (n {test.n_b}/{test.n_a})")
+    else:
+        large = test.superiority - 0.5 > tolerance
+        facts = (f"P(candidate > baseline) {test.superiority:.3f} vs allowed {0.5 + tolerance:.3f}, {mw}, "
+                 f"median shift {test.shift:+.3g} {unit} (n {test.n_b}/{test.n_a})")
     if significant and large:
         return RankJudgement(False, f"candidate slower than baseline: {facts}", test)
     reason = "difference within tolerance" if significant else "no significant slowdown"

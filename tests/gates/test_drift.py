@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pandas as pd
@@ -122,13 +121,3 @@ def test_output_psi_for_prediction_distributions() -> None:
     ref = rng.beta(2, 5, 50_000)
     assert output_psi(ref, rng.beta(2, 5, 50_000)) < 0.01
     assert output_psi(ref, rng.beta(5, 2, 50_000)) > 1.0
-
-
-def test_million_row_numeric_column_is_fast() -> None:
-    ref, batch = _normal(27, 1_000_000), _normal(28, 1_000_000, 0.2)
-    feature_drift(ref, batch, "numeric")  # warm-up (imports, allocator)
-    start = time.perf_counter()
-    feature_drift(ref, batch, "numeric")
-    elapsed = time.perf_counter() - start
-    print(f"drift of one 1,000,000-row numeric column: {elapsed:.3f} s")
-    assert elapsed < 2.0

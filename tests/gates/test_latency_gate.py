@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from gates.config import LatencyGateConfig
+from gates.config import LatencyGateConfig, RankTestConfig
 from gates.latency import LatencyInputs, RoundSamples, check, summarize
 from gates.result import GateResult, Status
 
@@ -48,7 +48,8 @@ def test_a_20ms_slowdown_fails_with_both_p95s_the_ratio_and_the_rank_test():
     message = checks["rank_test"].message
     assert f"p95 candidate {cand:.1f} ms vs baseline {base:.1f} ms" in message
     assert f"(ratio {cand / base:.2f})" in message
-    assert re.search(r"P\(candidate > baseline\) 0\.9\d\d vs allowed 0\.650, Mann-Whitney one-sided p \S+ vs alpha 0\.01", message)
+    assert re.search(r"median shift \+\d\d\.\d ms = \+\d+% of the baseline median \d\d\.\d ms vs allowed \+25%, "
+                     r"Mann-Whitney one-sided p \S+ vs alpha 0\.01, P\(candidate > baseline\) 0\.9\d\d", message)
     ratio = checks["ratio.p95"]
     assert re.fullmatch(rf"p95 candidate {cand:.1f} ms vs baseline {base:.1f} ms: ratio {cand / base:.2f} "
                         r"\[95% CI (\d\.\d\d), (\d\.\d\d)\] above max 1\.25 \(limit \d+\.\d ms\)", ratio.message)
@@ -63,6 +64,33 @@ def test_a_significant_but_small_difference_is_within_the_tolerance():
     judged = by_name(check(inputs, CONFIG))["rank_test"]
     assert judged.details["p_greater"] < CONFIG.rank_test.alpha
     assert judged.status is Status.PASS and judged.message.startswith("difference within tolerance")
+
+
+def test_a_doubling_behind_a_noisy_baseline_tail_fails_on_the_median_shift():
+    """A baseline with 7% slow outliers (a busy machine) keeps P(candidate slower) near 0.94 even when the
+    typical request takes 2.5x as long: the magnitude (median shift) decides, the consistency does not."""
+    rng = np.random.default_rng(5)
+
+    def noisy(median_ms: float, model: str) -> tuple[RoundSamples, ...]:
+        out = []
+        for i in range(6):
+            values = rng.lognormal(np.log(median_ms), 0.2, 20)
+            values[rng.random(20) < 0.07] = rng.uniform(150.0, 270.0)
+            out.append(RoundSamples(model, i, values, 0, 1.0))
+        return tuple(out)
+
+    inputs = LatencyInputs(noisy(65.0, "candidate"), noisy(25.0, "baseline"))
+    rank = by_name(check(inputs, CONFIG))["rank_test"]
+    assert rank.details["superiority"] < 0.96 and rank.details["shift_ratio"] > 1.0
+    assert rank.status is Status.FAIL and rank.message.startswith("candidate slower than baseline: median shift +")
+    consistency = CONFIG.model_copy(update={"rank_test": RankTestConfig(effect="superiority", tolerance=0.45)})
+    assert by_name(check(inputs, consistency))["rank_test"].status is Status.PASS
+
+
+def test_a_superiority_tolerance_beyond_one_half_is_refused():
+    with pytest.raises(ValidationError, match="with effect superiority it is P"):
+        RankTestConfig(effect="superiority", tolerance=0.6)
+    assert RankTestConfig(tolerance=0.6).effect == "shift_ratio"
 
 
 def test_a_ratio_above_the_limit_whose_ci_reaches_below_it_is_inconclusive():
@@ -85,13 +113,27 @@ def test_ratio_of_tiny_latencies_is_forgiven_within_the_slack():
 
 
 def test_slo_breaches_fail_with_observed_and_limit():
-    slow = rounds("candidate", median_ms=240.0, errors=3, duration_s=20.0)
+    slow = rounds("candidate", median_ms=270.0, errors=3, duration_s=20.0)
     checks = by_name(check(LatencyInputs(slow), CONFIG))
     assert checks["slo.p95_ms"].status is Status.FAIL and "above SLO 250 ms" in checks["slo.p95_ms"].message
     assert checks["slo.p99_ms"].status is Status.FAIL
     assert checks["slo.error_rate"].status is Status.FAIL and "(12/1212)" in checks["slo.error_rate"].message
     throughput = checks["slo.throughput"]
     assert throughput.status is Status.FAIL and "15.0 successful requests/s over 80.0 s below SLO" in throughput.message
+
+
+def test_a_p99_over_the_slo_from_one_burst_round_is_inconclusive_not_a_failure():
+    """Four slow requests in one round put p99 of 240 requests above the SLO; its CI reaches below it."""
+    steady = rounds("candidate", median_ms=20.0, n=20, k=12, seed=3)
+    burst = steady[5].latencies_ms.copy()
+    burst[:4] = [505.0, 520.0, 540.0, 560.0]
+    inputs = LatencyInputs((*steady[:5], RoundSamples("candidate", 5, burst, 0, 1.0), *steady[6:]))
+    p99 = by_name(check(inputs, CONFIG.model_copy(update={"min_samples": 100})))["slo.p99_ms"]
+    low, high = p99.details["ci"]
+    assert p99.observed > 500.0 and low < 500.0 < high
+    assert p99.status is Status.WARN and "above SLO 500 ms but the CI reaches below it (inconclusive" in p99.message
+    slow_everywhere = rounds("candidate", median_ms=400.0, n=20, k=12, seed=3)
+    assert by_name(check(LatencyInputs(slow_everywhere), CONFIG))["slo.p99_ms"].status is Status.FAIL
 
 
 def test_without_a_champion_relative_checks_skip_with_the_reason():

@@ -9,7 +9,14 @@ from scipy import stats
 from sklearn.linear_model import LogisticRegression
 
 from gates.config import CanaryConfig, ShadowConfig
-from gates.online import AnalysisOutcome, ArmCounts, CanaryStep, canary_analysis, judge_canary, shadow_analysis
+from gates.online import (
+    AnalysisOutcome,
+    ArmCounts,
+    CanaryStep,
+    canary_analysis,
+    judge_canary,
+    shadow_analysis,
+)
 from gates.result import Status
 from gates.srm_sequential import srm_sequential_p
 
@@ -59,7 +66,8 @@ def shadow_log(churn, model, n=400, *, flip=False, status=None, live=None) -> pd
     return pd.concat([champion, challenger], ignore_index=True)
 
 
-def run_shadow(preds, churn, config=ShadowConfig()):
+def run_shadow(preds, churn, config=None):
+    config = config or ShadowConfig()
     return shadow_analysis(preds, config, churn.iloc[:2000], task="binary", numeric=NUMERIC, categorical=CATEGORICAL)
 
 

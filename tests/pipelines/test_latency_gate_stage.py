@@ -62,7 +62,11 @@ def test_same_speed_champion_passes_and_every_output_is_written(trained, mlflow_
     code = _run("gate", "latency", "--params", str(project.params_path), "--tracking-uri", mlflow_uri)
     out = capsys.readouterr().out
     result, checks = _result(project.root)
-    assert code == 0 and result.status is Status.PASS, out
+    # Same speed passes (exit 0). On a slow, noisy CI machine a percentile may be WARN (a p99 of ~250
+    # requests is the third-slowest request), never FAIL unless its whole CI is above the limit.
+    assert code == 0 and result.status in (Status.PASS, Status.WARN), out
+    assert not [c.name for c in result.checks if c.status in (Status.FAIL, Status.ERROR)], out
+    assert checks["rank_test"].status is Status.PASS, out
     assert checks["baseline"].details["version"] == champion.version
     assert checks["rank_test"].details["n_candidate"] >= 100 and checks["rank_test"].details["n_baseline"] >= 100
     requests = pd.read_parquet(project.root / result.artifacts["requests"])
@@ -72,7 +76,7 @@ def test_same_speed_champion_passes_and_every_output_is_written(trained, mlflow_
     assert (~requests["measured"]).any() and requests.loc[~requests["measured"], "offset_s"].max() < config.warmup_s + 0.1
     assert set(requests.loc[requests["measured"], "rows"]) == set(config.batch_mix)
     metrics = json.loads((project.root / "metrics" / "latency.json").read_text())
-    assert metrics["status"] == "PASS" and metrics["baseline_model"]["version"] == champion.version
+    assert metrics["status"] == result.status.value and metrics["baseline_model"]["version"] == champion.version
     assert metrics["candidate"]["p95_ms"] == pytest.approx(checks["ratio.p95"].details["candidate_p95_ms"])
     assert metrics["baseline"]["requests"] == checks["rank_test"].details["n_baseline"] + metrics["baseline"]["errors"]
     for key in ("latency_cdf", "latency_rounds", "locust_report_candidate", "locust_report_baseline"):
@@ -90,10 +94,10 @@ def test_candidate_slowed_by_20ms_fails_naming_both_p95s_the_ratio_and_the_rank_
     result, checks = _result(project.root)
     assert code == 1 and result.status is Status.FAIL, out
     rank, ratio = checks["rank_test"], checks["ratio.p95"]
-    assert rank.status is Status.FAIL and rank.details["shift_ms"] > 10.0
+    assert rank.status is Status.FAIL and rank.details["shift_ms"] > 10.0 and rank.details["shift_ratio"] > 0.5
     cand, base = ratio.details["candidate_p95_ms"], ratio.details["baseline_p95_ms"]
     assert f"p95 candidate {cand:.1f} ms vs baseline {base:.1f} ms (ratio {cand / base:.2f})" in rank.message
-    assert "candidate slower than baseline: P(candidate > baseline)" in rank.message and "Mann-Whitney" in rank.message
+    assert "candidate slower than baseline: median shift +" in rank.message and "Mann-Whitney one-sided p" in rank.message
     assert f"FAIL  rank_test: {rank.message}" in out
 
 
