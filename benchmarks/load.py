@@ -10,13 +10,19 @@ stops at `duration_s` after the warm-up or after `max_requests` measured request
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+ROUND_DEFAULTS = {"rounds": 3, "seconds": 10.0, "warmup": 2.0, "clients": 32}
 
 
 @dataclass
@@ -129,3 +135,32 @@ def run_load(url: str, bodies: Sequence[bytes], **options: object) -> LoadResult
         factory = asyncio.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(load(url, bodies, **options))  # type: ignore[arg-type]
+
+
+def round_arguments(prog: str, description: str) -> argparse.ArgumentParser:
+    """The options every alternating-rounds server benchmark takes (model, holdout, rounds, clients ...)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--model", default="models/candidate", help="MLflow sklearn model directory")
+    parser.add_argument("--holdout", default="data/test.parquet")
+    parser.add_argument("--rounds", type=int, default=ROUND_DEFAULTS["rounds"])
+    parser.add_argument("--seconds", type=float, default=ROUND_DEFAULTS["seconds"], help="measured seconds per round")
+    parser.add_argument("--warmup", type=float, default=ROUND_DEFAULTS["warmup"])
+    parser.add_argument("--clients", type=int, default=ROUND_DEFAULTS["clients"])
+    parser.add_argument("--max-requests", type=int, default=500_000, help="per round")
+    parser.add_argument("--no-write", action="store_true", help="print only; do not update docs/BENCHMARKS.md")
+    return parser
+
+
+def command_line(prog: str, args: argparse.Namespace) -> str:
+    """The command that reruns this benchmark: `prog` plus the round options that differ from the defaults."""
+    extra = [f"--{k} {getattr(args, k):g}" for k, v in ROUND_DEFAULTS.items() if getattr(args, k) != v]
+    return " ".join([prog, *extra])
+
+
+def model_and_holdout(args: argparse.Namespace) -> tuple[Path, Path] | None:
+    """The model directory and holdout file the options name, or None after saying what is missing."""
+    model, holdout = REPO / args.model, REPO / args.holdout
+    if not (model / "MLmodel").is_file() or not holdout.is_file():
+        print(f"need {model}/MLmodel and {holdout}: run `dvc repro train` first", file=sys.stderr)
+        return None
+    return model, holdout

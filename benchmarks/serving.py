@@ -32,9 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.load import LoadResult, run_load
+from benchmarks.load import LoadResult, command_line, model_and_holdout, round_arguments, run_load
 
-REPO = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 3.0
 TITLE = "Model server vs mlflow models serve"
 MLFLOW_START_S = 180.0
@@ -174,7 +173,7 @@ def report(rounds: dict[str, list[LoadResult]], args: argparse.Namespace, load: 
         f"| {i + 1} | {a.throughput:.0f} | {a.percentile_ms(50):.1f} | {a.percentile_ms(99):.1f} | "
         f"{b.throughput:.0f} | {b.percentile_ms(50):.1f} | {b.percentile_ms(99):.1f} |"
         for i, (a, b) in enumerate(zip(rounds[OURS], rounds[MLFLOW], strict=True)))
-    text = f"""Command: `{command_line(args)}`
+    text = f"""Command: `{command_line("python -m benchmarks.serving", args)}`
 
 Machine: {machine_description()}; 1-minute load average {load[0]:.1f} before and {load[1]:.1f} after
 (the 2 cores are shared by the servers, the load generator and other work).
@@ -208,28 +207,13 @@ Result: {"meets" if met else "does not meet"} the target.
     return text, met
 
 
-def command_line(args: argparse.Namespace) -> str:
-    defaults = {"rounds": 3, "seconds": 10.0, "warmup": 2.0, "clients": 32}
-    extra = [f"--{k} {getattr(args, k):g}" for k, v in defaults.items() if getattr(args, k) != v]
-    return " ".join(["python -m benchmarks.serving", *extra])
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="models/candidate", help="MLflow sklearn model directory")
-    parser.add_argument("--holdout", default="data/test.parquet")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per round")
-    parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--max-requests", type=int, default=500_000, help="per round")
+    parser = round_arguments("python -m benchmarks.serving", __doc__.splitlines()[0])
     parser.add_argument("--mlflow-workers", type=int, default=1)
-    parser.add_argument("--no-write", action="store_true", help="print only; do not update docs/BENCHMARKS.md")
     args = parser.parse_args(argv)
-    model, holdout = REPO / args.model, REPO / args.holdout
-    if not (model / "MLmodel").is_file() or not holdout.is_file():
-        print(f"need {model}/MLmodel and {holdout}: run `dvc repro train` first", file=sys.stderr)
+    if (paths := model_and_holdout(args)) is None:
         return 2
+    model, holdout = paths
     from serving.loading import load_sklearn_model
 
     signature = load_sklearn_model(str(model)).input_columns
