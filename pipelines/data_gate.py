@@ -22,6 +22,7 @@ from pipelines.context import RunContext
 from pipelines.data import SPLITS, check_dataset, load_split, read_table, split_path
 from pipelines.errors import UsageError
 from pipelines.expectations import Validator, diff_suites, read_suite, suite_path, write_suite
+from pipelines.files import relative
 
 if TYPE_CHECKING:
     from gates.data import SkewInputs
@@ -55,7 +56,7 @@ def suggest(ctx: RunContext, force: bool = False) -> int:
     check_dataset(train, params.model, params.data, str(split_path(params.data, "train", base)))
     suggested = suggest_suite(train, column_roles(ctx, train), params.gates.data, params.model.name)
     path = suite_path(params.gates.data.suite, params.model.name, base)
-    shown = _relative(path, base)
+    shown = relative(path, base)
     if not path.is_file():
         write_suite(path, suggested)
         console.info(f"data: wrote {shown} ({len(suggested['expectations'])} expectations from {len(train)} rows)")
@@ -117,8 +118,8 @@ def evaluate(ctx: RunContext, batch: str | None = None, logged: str | None = Non
     inputs = DataGateInputs(frames["train"], params.data.numeric, params.data.categorical, batch_name,
                             frames, contract, errors, skew_inputs(ctx, logged))
     outcome = check(inputs, config)
-    artifacts = {"metrics": _relative(write_metrics(base, summary_metrics(outcome)), base)}
-    artifacts.update({k: _relative(p, base) for k, p in write_drift_plots(base, outcome.drift, config.drift).items()})
+    artifacts = {"metrics": relative(write_metrics(base, summary_metrics(outcome)), base)}
+    artifacts.update({k: relative(p, base) for k, p in write_drift_plots(base, outcome.drift, config.drift).items()})
     return dataclasses.replace(outcome.result, duration_s=time.perf_counter() - started, artifacts=artifacts)
 
 
@@ -161,8 +162,3 @@ def read_rows(path: Path) -> pd.DataFrame:
         raise UsageError(f"{path}: cannot be read as JSON lines: {str(exc).splitlines()[0]}") from None
 
 
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(base.resolve()))
-    except ValueError:
-        return str(path)

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from pipelines.errors import UsageError
+from pipelines.files import write_text_atomic
 
 Suite = dict[str, Any]
 _UNSET = object()  # a kwarg absent from one side of a diff
@@ -45,11 +46,7 @@ def read_suite(path: Path) -> Suite:
 
 
 def write_suite(path: Path, suite: Suite) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(suite_text(suite), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, suite_text(suite))
 
 
 def suite_text(suite: Suite) -> str:

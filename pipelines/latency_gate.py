@@ -27,6 +27,7 @@ from pipelines import latency_outputs, latency_plots
 from pipelines.context import RunContext
 from pipelines.data import check_dataset, load_split, split_path
 from pipelines.errors import UsageError
+from pipelines.files import relative
 from pipelines.load_test import LoadTestError, LoadTestRun, payload_bodies, run_load_test
 from serving.config import ServingConfig
 from serving.runtime import ServerProcess, ServerStartError
@@ -163,8 +164,4 @@ def _requests_table(load: LoadTestRun | None) -> pd.DataFrame | None:
 
 
 def _rel(ctx: RunContext, path: Path) -> str:
-    path = Path(path).resolve()
-    try:
-        return path.relative_to(ctx.base_dir.resolve()).as_posix()
-    except ValueError:
-        return str(path)
+    return relative(path, ctx.base_dir)

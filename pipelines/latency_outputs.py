@@ -5,7 +5,6 @@ The metrics are taken from the same round samples the gate judged, so the two ca
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import pandas as pd
 from gates.config import LatencyGateConfig
 from gates.latency import RoundSamples, summarize
 from gates.result import GateResult
+from pipelines.files import write_json
 
 
 def metrics(result: GateResult, models: Mapping[str, Sequence[RoundSamples]], config: LatencyGateConfig,
@@ -46,11 +46,7 @@ def _p95_by_rows(requests: pd.DataFrame | None, model: str) -> dict[str, float]:
 
 def write_metrics(path: Path, payload: dict[str, Any]) -> Path:
     """Write atomically; non-finite numbers become null (JSON has no NaN)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_finite(payload), indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_json(path, payload)
 
 
 def write_requests(path: Path, requests: pd.DataFrame) -> Path:
@@ -58,15 +54,3 @@ def write_requests(path: Path, requests: pd.DataFrame) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     requests.to_parquet(path, index=False)
     return path
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value

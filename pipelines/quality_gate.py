@@ -22,6 +22,7 @@ from pipelines import quality_metrics, quality_plots
 from pipelines.context import RunContext
 from pipelines.data import check_dataset, load_split, require_columns, split_path
 from pipelines.errors import UsageError
+from pipelines.files import relative
 from pipelines.model_outputs import ModelOutputs, class_list, encode_outputs, encode_target, predict_outputs
 
 REPORT_DIR, PLOT_DIR, METRICS_FILE = Path("reports/quality"), Path("plots/quality"), Path("metrics/quality.json")
@@ -211,11 +212,7 @@ def _baseline_artifacts(baseline: BaselineModel) -> dict[str, str]:
 
 
 def _rel(ctx: RunContext, path: Path) -> str:
-    path = Path(path).resolve()
-    try:
-        return path.relative_to(ctx.base_dir.resolve()).as_posix()
-    except ValueError:
-        return str(path)
+    return relative(path, ctx.base_dir)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from gates.result import Check, GateResult
+from pipelines.files import write_json
 
 _COMPARISON_KEYS = ("candidate", "baseline", "delta", "ci", "level", "p_value", "test")
 
@@ -57,21 +57,4 @@ def _pick(check: Check, keys: tuple[str, ...]) -> dict[str, Any]:
 
 def write(path: Path, result: GateResult, baseline: dict[str, Any] | None, candidate: dict[str, Any]) -> Path:
     """Write the summary atomically; non-finite numbers become null (JSON has no NaN)."""
-    payload = _finite(summarize(result, baseline, candidate))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
-        return None
-    return value
+    return write_json(path, summarize(result, baseline, candidate))

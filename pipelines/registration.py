@@ -18,6 +18,7 @@ from pipelines import registry
 from pipelines.approval import REPORT_DIGEST_TAG
 from pipelines.context import RunContext
 from pipelines.errors import GateRefused, UsageError
+from pipelines.files import write_text_atomic
 from pipelines.lineage import TAG_PREFIX, directory_digest
 from pipelines.verdict import (
     REPORT_HTML,
@@ -142,6 +143,4 @@ def _write_registration(path: Path, ref: registry.ModelVersionRef, run_id: str) 
     """reports/registration.json: the version for CD's next steps (`jq -r .version`)."""
     payload = {"name": ref.name, "version": ref.version, "uri": ref.uri, "run_id": run_id,
                "alias": registry.CHALLENGER}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")

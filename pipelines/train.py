@@ -25,6 +25,7 @@ from pipelines import metrics as holdout_metrics
 from pipelines.config import Params
 from pipelines.data import check_dataset, load_split, split_path
 from pipelines.errors import UsageError
+from pipelines.files import write_text_atomic
 from pipelines.lineage import Lineage, data_md5, git_state
 from pipelines.registry import LoggedRun, log_training_run
 
@@ -129,10 +130,7 @@ def fit_and_log(params: Params, tracking_uri: str, base_dir: Path = Path(".")) -
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
 def _json_default(value: Any) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 from gates.result import Check, GateResult, Status, worst
 from pipelines.config import Params
 from pipelines.errors import UsageError
+from pipelines.files import write_text_atomic
 from pipelines.lineage import directory_digest, git_state
 
 # The offline gates of dvc.yaml, in pipeline order. Each must have left a result; others found are added.
@@ -196,11 +197,7 @@ def file_sha256(path: Path) -> str:
 
 
 def _write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, text)
 
 
 @dataclass(frozen=True)

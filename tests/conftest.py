@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -66,6 +67,21 @@ class Project:
     def write(self) -> Path:
         self.params_path.write_text(yaml.safe_dump(self.params, sort_keys=False))
         return self.params_path
+
+    def prepare_and_register_champion(self, name: str, mlflow_uri: str):
+        """`mlgate prepare` and `train` under model name `name`, the trained model registered with
+        alias champion. Returns the champion's ModelVersionRef; models/candidate holds the same model."""
+        from pipelines import registry
+        from pipelines.cli import main
+
+        self.params["model"]["name"] = name
+        path = str(self.write())
+        assert main(["prepare", "--params", path]) == 0
+        assert main(["train", "--params", path, "--tracking-uri", mlflow_uri]) == 0
+        run = json.loads((self.root / "reports" / "train_run.json").read_text())
+        champion = registry.register_version(mlflow_uri, name, run["model_uri"], run["tags"])
+        registry.set_alias(mlflow_uri, name, registry.CHAMPION, champion.version)
+        return champion
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,6 @@ import yaml
 from benchmarks.delayed_model import save_delayed_model
 from gates.config import LatencyGateConfig
 from gates.result import GateResult, Status
-from pipelines import registry
 from pipelines.cli import main
 from pipelines.load_test import LoadTestError, payload_bodies, round_order, run_load_test
 from tests.conftest import Project
@@ -33,14 +32,7 @@ def trained(tmp_path_factory, churn_frame, base_params, mlflow_uri):
     """A project whose trained candidate is also registered as the champion (the same speed)."""
     root = tmp_path_factory.mktemp("latency_stage")
     project = Project.create(root, churn_frame.sample(1200, random_state=7), base_params)
-    project.params["model"]["name"] = MODEL_NAME
-    path = str(project.write())
-    assert _run("prepare", "--params", path) == 0
-    assert _run("train", "--params", path, "--tracking-uri", mlflow_uri) == 0
-    run = json.loads((root / "reports" / "train_run.json").read_text())
-    champion = registry.register_version(mlflow_uri, MODEL_NAME, run["model_uri"], run["tags"])
-    registry.set_alias(mlflow_uri, MODEL_NAME, registry.CHAMPION, champion.version)
-    return project, champion
+    return project, project.prepare_and_register_champion(MODEL_NAME, mlflow_uri)
 
 
 def _params_file(project: Project, name: str, **latency) -> str:

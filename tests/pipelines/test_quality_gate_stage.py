@@ -14,7 +14,6 @@ import yaml
 from gates.result import Check, GateResult, Status
 from gates.slices import define_slices
 from gates.stats import Predictions
-from pipelines import registry
 from pipelines.cli import main
 from pipelines.deepchecks_suites import failed
 from pipelines.quality_deepchecks import ENVIRONMENT_CHECK, on_unavailable
@@ -34,15 +33,9 @@ def trained(tmp_path_factory, churn_frame, base_params, mlflow_uri):
     """A project whose champion is a logistic regression and whose candidate is gradient boosting."""
     root = tmp_path_factory.mktemp("quality_stage")
     project = Project.create(root, churn_frame.sample(1200, random_state=7), base_params)
-    project.params["model"]["name"] = MODEL_NAME
     project.params["gates"]["quality"]["deepchecks"]["enabled"] = False
     project.params["train"].update(estimator="logistic_regression", hyperparams={})
-    path = str(project.write())
-    assert _run("prepare", "--params", path) == 0
-    assert _run("train", "--params", path, "--tracking-uri", mlflow_uri) == 0
-    run = json.loads((root / "reports" / "train_run.json").read_text())
-    champion = registry.register_version(mlflow_uri, MODEL_NAME, run["model_uri"], run["tags"])
-    registry.set_alias(mlflow_uri, MODEL_NAME, registry.CHAMPION, champion.version)
+    champion = project.prepare_and_register_champion(MODEL_NAME, mlflow_uri)
     project.params["train"].update(estimator="hist_gradient_boosting", hyperparams={"max_iter": 30})
     assert _run("train", "--params", str(project.write()), "--tracking-uri", mlflow_uri) == 0
     return project, champion
