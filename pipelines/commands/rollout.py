@@ -142,16 +142,24 @@ def _broken(record) -> None:
     console.info(f"rollout: broke the lock of {record.describe()}" if record else "rollout: there was no lock")
 
 
-def _status(args: argparse.Namespace) -> int:
-    from pipelines.rollout.lock import read_lock
+def _current(args: argparse.Namespace):
+    """(context, store, state) of the model's rollout; state None (after saying so) when it has none."""
     from pipelines.rollout.store import RolloutStore
-    from pipelines.rollout_report import timeline_markdown
 
     ctx = RunContext.load(args.params, args.tracking_uri)
     store = RolloutStore(ctx.tracking_uri, ctx.params.model.name)
     state = store.current()
     if state is None:
         console.info(f"rollout: model {ctx.params.model.name} has no rollout yet")
+    return ctx, store, state
+
+
+def _status(args: argparse.Namespace) -> int:
+    from pipelines.rollout.lock import read_lock
+    from pipelines.rollout_report import timeline_markdown
+
+    ctx, store, state = _current(args)
+    if state is None:
         return int(ExitCode.OK)
     if args.json:
         console.info(json.dumps(json.loads(state.to_json()), indent=2))
@@ -163,14 +171,10 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from pipelines.rollout.store import RolloutStore
     from pipelines.rollout_report import write_report
 
-    ctx = RunContext.load(args.params, args.tracking_uri)
-    store = RolloutStore(ctx.tracking_uri, ctx.params.model.name)
-    state = store.current()
+    ctx, store, state = _current(args)
     if state is None:
-        console.info(f"rollout: model {ctx.params.model.name} has no rollout yet")
         return int(ExitCode.OK)
     for path in write_report(state, store.events(state), ctx.base_dir):
         console.info(f"  wrote {path.relative_to(ctx.base_dir)}")
