@@ -35,3 +35,10 @@ def write_section(title: str, body: str, path: Path = BENCHMARKS_DOC) -> Path:
         text = text.rstrip() + "\n\n" + section
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def publish(title: str, text: str, write: bool) -> None:
+    """Print the figures and, unless told not to (`--no-write`), write them as the `title` section."""
+    print(text)
+    if write:
+        print(f"written to {write_section(title, text)}")

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import publish
+
 REPO = Path(__file__).resolve().parents[1]
 TARGET_S, TARGET_GB, TARGET_RATIO = 20.0, 4.0, 5.0
 SEED = 20240601
@@ -180,11 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         if theirs:
             print(f"  deepchecks: {theirs['wall_s']:.1f} s, {theirs['peak_rss_gib']:.2f} GiB", flush=True)
     body = report(args.rows, ours, theirs, (load_before, os.getloadavg()[0]))
-    print(body)
-    if not args.no_write:
-        from benchmarks import write_section
-
-        print(f"wrote {write_section('Data gate: contract + drift vs deepchecks', body)}")
+    publish('Data gate: contract + drift vs deepchecks', body, write=not args.no_write)
     return 0
 
 

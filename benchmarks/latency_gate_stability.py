@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from benchmarks import publish
+
 REPO = Path(__file__).resolve().parents[1]
 MODEL_NAME = "latency_stability"
 DELAY_MS = 20.0
@@ -181,11 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         f" {flag} {value}" for flag, value, default in (("--runs", args.runs, 10), ("--delayed-runs", args.delayed_runs, 3))
         if value != default)
     text = report(same, delayed, sampler, command)
-    print(text)
-    if not args.no_write:
-        from benchmarks import write_section
-
-        print(f"written to {write_section('Latency gate stability', text)}")
+    publish('Latency gate stability', text, write=not args.no_write)
     passes = sum(r["status"] in PASSING for r in same)
     return 0 if passes >= MIN_PASSES * args.runs / 10 and all(r["status"] == "FAIL" for r in delayed) else 1
 

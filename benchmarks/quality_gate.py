@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import publish
+
 REPO = Path(__file__).resolve().parents[1]
 TARGET_S, TARGET_GB = 30.0, 4.0
 SEED = 20240601
@@ -145,11 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         figures = run_in_fresh_process(paths)
     command = "python -m benchmarks.quality_gate" + ("" if args.rows == 1_000_000 else f" --rows {args.rows}")
     text = report(figures, command)
-    print(text)
-    if not args.no_write:
-        from benchmarks import write_section
-
-        print(f"written to {write_section('Quality gate', text)}")
+    publish('Quality gate', text, write=not args.no_write)
     return 0 if not figures["errors"] else 1
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchmarks import publish
 from benchmarks.load import LoadResult, command_line, model_and_holdout, round_arguments, run_load
 from benchmarks.serving import pooled, single_row_bodies
 
@@ -192,11 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             logged = log_figures(running[ROUTED])
         rows_in_log = len(read_predictions(f"sqlite:///{Path(tmp) / ROUTED}.db"))
     text, met = report(rounds, args, (before, os.getloadavg()[0]), logged, rows_in_log)
-    print(text)
-    if not args.no_write:
-        from benchmarks import write_section
-
-        print(f"written to {write_section(TITLE, text)}")
+    publish(TITLE, text, write=not args.no_write)
     return 0 if met else 1
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmarks import publish
 from benchmarks.load import LoadResult, command_line, model_and_holdout, round_arguments, run_load
 
 TARGET_RATIO = 3.0
@@ -229,11 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         rounds = alternate({OURS: ours, MLFLOW: theirs}, bodies, args)
     text, met = report(rounds, args, (before, os.getloadavg()[0]), len(sample), describe_mlgate(config))
-    print(text)
-    if not args.no_write:
-        from benchmarks import write_section
-
-        print(f"written to {write_section(TITLE, text)}")
+    publish(TITLE, text, write=not args.no_write)
     return 0 if met else 1
 
 
