@@ -258,3 +258,40 @@ def test_summary_metrics_count_sections(real):
     metrics = summary_metrics(check(inputs, real.config))
     assert metrics["status"] == "FAIL" and metrics["drift"]["drifted"] >= 1
     assert metrics["sections"]["drift"]["failed"] >= 1 and metrics["drift"]["max_psi"] > 0.2
+
+
+def test_validator_results_equal_one_plain_gx_pass_on_messy_real_data(real, tmp_path):
+    """The two-pass Validator (types on the frame, values with strings as categoricals) reports what
+    one GX pass of the whole suite over the frame as given reports, nulls, unseen values and all.
+    Frames go through Parquet, as the gate reads them: string columns arrive with pandas' str dtype."""
+    import great_expectations as gx
+
+    from pipelines.expectations import Validator, build_suite
+
+    def as_read(frame: pd.DataFrame) -> pd.DataFrame:
+        frame.to_parquet(tmp_path / "frame.parquet", index=False)
+        return pd.read_parquet(tmp_path / "frame.parquet")
+
+    production = as_read(real.production)
+    assert isinstance(production["state"].dtype, pd.StringDtype)
+    rows = np.arange(len(production))
+    messy = as_read(production.assign(
+        state=production["state"].where(rows % 7 != 0, None),
+        area_code=production["area_code"].where(rows % 11 != 0, "area_code_999")))
+    messy["total_day_calls"] = messy["total_day_calls"].astype(object).where(rows % 13 != 0, "many")
+    context = gx.get_context(mode="ephemeral")
+    batches = context.data_sources.add_pandas("plain").add_dataframe_asset("f").add_batch_definition_whole_dataframe("w")
+    result_format = {"result_format": "SUMMARY", "partial_unexpected_count": real.config.max_examples,
+                     "include_unexpected_rows": False}
+    validator = Validator(real.suite, "suggested suite", real.config.max_examples)
+    for frame in (production, messy, messy.drop(columns=["total_day_calls"]), production.iloc[:0]):
+        plain = batches.get_batch(batch_parameters={"dataframe": frame}).validate(
+            build_suite(real.suite, "suggested suite"), result_format=result_format)
+        ours = validator.validate(frame)
+
+        def key(r):
+            return (r["expectation_config"]["type"], r["expectation_config"]["kwargs"].get("column"))
+
+        expected = {key(r): (r["success"], r["result"]) for r in (x.to_json_dict() for x in plain.results)}
+        assert {key(r): (r["success"], r["result"]) for r in ours} == expected
+        assert [key(r) for r in ours] == [(e["type"], e["kwargs"].get("column")) for e in real.suite["expectations"]]
