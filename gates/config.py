@@ -289,9 +289,12 @@ class ShadowConfig(StrictModel):
     max_score_mae: float | None = Field(None, gt=0.0, description="Mean |score difference|; None: reported, not judged.")
     max_output_psi: float = Field(0.2, gt=0.0)
     max_error_rate: float = Field(0.01, ge=0.0, le=1.0, description="Share of requests the challenger failed.")
-    max_latency_ratio: float = Field(1.5, ge=1.0, description="p95 challenger / p95 champion.")
-    latency_alpha: float = Field(0.01, gt=0.0, lt=1.0)
-    latency_tolerance: float = Field(0.1, ge=0.0, le=0.5, description="Allowed P(challenger slower) - 0.5.")
+    max_latency_ratio: float = Field(
+        1.5, ge=1.0, description="The challenger's model time over the champion's on the same rows (timed back to "
+        "back in the shadow worker, one pair per model call): Failed when most calls exceed it."
+    )
+    latency_alpha: float = Field(0.01, gt=0.0, lt=1.0, description="Alpha of the always-valid sign test on those calls.")
+    planned_latency_calls: int = Field(50, ge=5, description="Timed call pairs at which that test is tightest.")
     input_drift: Literal["warn", "fail", "off"] = Field(
         "warn", description="Drift of live traffic vs training: it questions the offline evaluation, not the model."
     )

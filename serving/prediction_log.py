@@ -1,7 +1,8 @@
 """The prediction log: every prediction of every variant (shadows too) and the feedback joined to it.
 
 Tables (one row per input row per variant): `predictions(request_id, row_index, routing_key,
-variant, model_version, shadow, ts, latency_ms, status, error, features, prediction, score)`,
+variant, model_version, shadow, ts, latency_ms, status, error, features, prediction, score,
+baseline_ms)`,
 `feedback(request_id, row_index, label, reward, ts)` and `bandit_arms` (the bandit's posteriors).
 The store is any SQLAlchemy database URL; the default, SQLite, runs in WAL mode so readers in other
 processes (the rollout analysis) read while the server writes. The server writes through
@@ -25,7 +26,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 PREDICTION_COLUMNS = ("request_id", "row_index", "routing_key", "variant", "model_version", "shadow", "ts",
-                      "latency_ms", "status", "error", "features", "prediction", "score")
+                      "latency_ms", "status", "error", "features", "prediction", "score", "baseline_ms")
 FEEDBACK_COLUMNS = ("request_id", "row_index", "label", "reward", "ts")
 
 METADATA = sa.MetaData()
@@ -37,6 +38,7 @@ PREDICTIONS = sa.Table(
     sa.Column("ts", sa.Float, nullable=False), sa.Column("latency_ms", sa.Float),
     sa.Column("status", sa.Integer, nullable=False), sa.Column("error", sa.Text),
     sa.Column("features", sa.Text), sa.Column("prediction", sa.Text), sa.Column("score", sa.Float),
+    sa.Column("baseline_ms", sa.Float),
     sa.Index("ix_predictions_request_id", "request_id"), sa.Index("ix_predictions_ts", "ts"),
 )
 FEEDBACK = sa.Table(
@@ -58,7 +60,10 @@ class PredictionEntry:
     """One variant's answer to one request, expanded into one row per input row when written.
 
     `columns` holds the request's features by column (None when the body could not be parsed);
-    `predictions` and `scores` hold one value per row (None when the variant failed).
+    `predictions` and `scores` hold one value per row (None when the variant failed). On a shadow's
+    rows, `latency_ms` is the shadow's model call that included this request and `baseline_ms` the
+    answering variant's model on the same rows, timed back to back in the shadow's worker (None when
+    not measured); every request of one model call carries the same pair.
     """
 
     request_id: str
@@ -74,13 +79,15 @@ class PredictionEntry:
     n_rows: int
     predictions: Sequence[Any] | None = None
     scores: Sequence[float | None] | None = None
+    baseline_ms: float | None = None
 
     def rows(self) -> list[dict[str, Any]]:
         """The database rows of this entry (at least one, even for a request without rows)."""
         columns = self.columns or {}
         common = {"request_id": self.request_id, "routing_key": self.routing_key, "variant": self.variant,
                   "model_version": self.model_version, "shadow": int(self.shadow), "ts": self.ts,
-                  "latency_ms": self.latency_ms, "status": self.status, "error": self.error}
+                  "latency_ms": self.latency_ms, "status": self.status, "error": self.error,
+                  "baseline_ms": _finite_or_none(self.baseline_ms)}
         rows = []
         for i in range(max(self.n_rows, 1)):
             features = {name: values[i] for name, values in columns.items()} if self.n_rows else {}
@@ -142,7 +149,14 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
 
 
 def create_tables(engine: sa.Engine) -> None:
+    """Create the tables, and add the columns a store written by an older mlgate lacks."""
     METADATA.create_all(engine)
+    with engine.begin() as connection:
+        present = {column["name"] for column in sa.inspect(connection).get_columns(PREDICTIONS.name)}
+        for column in PREDICTIONS.columns:
+            if column.name not in present:
+                kind = column.type.compile(dialect=engine.dialect)
+                connection.execute(sa.text(f'ALTER TABLE {PREDICTIONS.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 @contextmanager
@@ -164,11 +178,16 @@ def _read(url: str, table: sa.Table, columns: Sequence[str], since: float | None
     with _reader(url) as connection:
         if connection is None or not sa.inspect(connection).has_table(table.name):
             return pd.DataFrame({name: pd.Series([], dtype=object) for name in columns})
-        query = sa.select(*(table.c[name] for name in columns))
+        present = {column["name"] for column in sa.inspect(connection).get_columns(table.name)}
+        query = sa.select(*(table.c[name] for name in columns if name in present))
         if since is not None:
             query = query.where(table.c.ts >= since)
         order = [table.c.ts, table.c.request_id, table.c.row_index]
-        return pd.read_sql(query.order_by(*order), connection)
+        frame = pd.read_sql(query.order_by(*order), connection)
+    for name in columns:  # a store from an older mlgate: its missing columns read as unknown
+        if name not in frame.columns:
+            frame[name] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    return frame[list(columns)]
 
 
 def read_predictions(url: str, *, since: float | None = None) -> pd.DataFrame:

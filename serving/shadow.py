@@ -8,6 +8,13 @@ reach the caller: its exceptions become status 500 rows, a call slower than `tim
 504 row, and its slowness only fills its own queue. Its CPU time is paced (`max_busy_share` of the
 wall clock, `BusyBudget`), because in one process it competes with the answering variant for the
 GIL: beyond that budget, shadow work is dropped rather than slowing the answers.
+
+Speed is compared like for like: beside each combined shadow call the worker times the answering
+variant's model on the same rows (the order alternates), and logs both times on the shadow's rows
+(`latency_ms`, `baseline_ms`). The shadow's wall time alone says little: it is a batch of many
+requests, gathered while the budget refills, and it waits for the GIL behind the request path, so
+on a busy machine it can be many times the answering variant's request latency for a model of the
+same speed. Both calls of a pair share those conditions.
 """
 
 from __future__ import annotations
@@ -64,6 +71,7 @@ class ShadowRunner:
         self._stopping = threading.Event()
         self._budget = BusyBudget(self._shadow.max_busy_share)
         self._generation = 0  # bumped by discard_pending: the batch in progress is abandoned
+        self._pairs = 0  # timed pairs so far: their order alternates
         for series in (metrics.routing.shadow_dropped, metrics.routing.shadow_compared, metrics.routing.shadow_agreed):
             series.labels(variant.name)  # exported as 0 from the start, so dashboards see the series
         self._thread = threading.Thread(target=self._run, name=f"mlgate-shadow-{variant.name}", daemon=True)
@@ -149,26 +157,31 @@ class ShadowRunner:
         generation = self._generation
         checked = [self._batch_for(job) for job in jobs]
         good = [(job, batch) for job, batch in zip(jobs, checked, strict=True) if isinstance(batch, FeatureBatch)]
-        outcomes = self._predict_isolated([batch for _, batch in good], generation)
+        outcomes, baseline = self._predict_isolated([batch for _, batch in good], generation,
+                                                    _baseline_call([job for job, _ in good]))
         by_job = {id(job): outcome for (job, _), outcome in zip(good, outcomes, strict=True)}
         for job, batch in zip(jobs, checked, strict=True):
             outcome, seconds = (batch, 0.0) if isinstance(batch, RequestError) else by_job[id(job)]
             if outcome is _ABANDONED:
                 self._metrics.routing.shadow_dropped.labels(self.variant.name).inc()
                 continue
-            self._record(job, batch if isinstance(batch, FeatureBatch) else None, outcome, seconds)
+            fed = isinstance(batch, FeatureBatch)
+            self._record(job, batch if fed else None, outcome, seconds, baseline if fed else None)
 
-    def _predict_isolated(self, batches: list[FeatureBatch], generation: int) -> list[tuple[Any, float]]:
+    def _predict_isolated(
+        self, batches: list[FeatureBatch], generation: int, baseline: _BaselineCall | None,
+    ) -> tuple[list[tuple[Any, float]], float | None]:
         """(rows or exception, model seconds) per batch: one combined call, on failure each alone;
-        batches not yet tried when the work is discarded are _ABANDONED."""
+        batches not yet tried when the work is discarded are _ABANDONED. Also the answering variant's
+        seconds on the same rows, timed beside a combined call that succeeded (else None)."""
         if not batches:
-            return []
+            return [], None
         method = self.variant.answer_method
-        combined, seconds = self._paced_call(method, batches)
+        combined, seconds, baseline_s = self._paired_call(method, batches, baseline)
         if not isinstance(combined, Exception):
-            return [(rows, seconds) for rows in combined]
+            return [(rows, seconds) for rows in combined], baseline_s
         if len(batches) == 1:
-            return [(combined, seconds)]
+            return [(combined, seconds)], None
         out: list[tuple[Any, float]] = []
         for batch in batches:
             if generation != self._generation:
@@ -176,11 +189,22 @@ class ShadowRunner:
                 continue
             alone, more = self._paced_call(method, [batch])
             out.append((alone if isinstance(alone, Exception) else alone[0], seconds + more))
-        return out
+        return out, None
 
     def _paced_call(self, method: Any, batches: list[FeatureBatch]) -> tuple[Any, float]:
         """One model call within the CPU budget: (rows per batch or the exception, wall seconds)."""
+        outcome, seconds, _ = self._paired_call(method, batches, None)
+        return outcome, seconds
+
+    def _paired_call(
+        self, method: Any, batches: list[FeatureBatch], baseline: _BaselineCall | None,
+    ) -> tuple[Any, float, float | None]:
+        """The shadow's model call within the CPU budget, and when `baseline` is given the answering
+        variant's call on the same rows right before or after it (alternately; both count against
+        the budget): (rows per batch or the exception, wall seconds, baseline wall seconds or None)."""
         self._stopping.wait(self._budget.wait_s())
+        baseline_first = baseline is not None and self._pairs % 2 == 1
+        baseline_s = self._timed_baseline(baseline) if baseline_first else None
         started, cpu_started = time.perf_counter(), time.thread_time()
         try:
             outcome: Any = self.variant.predict_rows(method, batches)
@@ -190,7 +214,22 @@ class ShadowRunner:
         self._budget.spend(time.thread_time() - cpu_started)
         rows = sum(batch.n_rows for batch in batches)
         self._metrics.observe_batch(self.variant.name, len(batches), rows, seconds)
-        return outcome, seconds
+        if baseline is not None and not baseline_first:
+            baseline_s = self._timed_baseline(baseline)
+        if baseline is not None:
+            self._pairs += 1
+        return outcome, seconds, baseline_s if not isinstance(outcome, Exception) else None
+
+    def _timed_baseline(self, baseline: _BaselineCall) -> float | None:
+        """Wall seconds of the answering variant's model on the rows (None if it raised: not a timing)."""
+        started, cpu_started = time.perf_counter(), time.thread_time()
+        try:
+            baseline.variant.predict_rows(baseline.variant.answer_method, baseline.batches)
+        except Exception:  # noqa: BLE001 - the answering variant's errors are its own path's business
+            return None
+        finally:
+            self._budget.spend(time.thread_time() - cpu_started)
+        return time.perf_counter() - started
 
     def _batch_for(self, job: ShadowJob) -> FeatureBatch | RequestError:
         """The job's rows checked against this variant's signature (reused when it is the same)."""
@@ -203,7 +242,8 @@ class ShadowRunner:
         except RequestError as exc:
             return exc
 
-    def _record(self, job: ShadowJob, batch: FeatureBatch | None, outcome: Any, seconds: float) -> None:
+    def _record(self, job: ShadowJob, batch: FeatureBatch | None, outcome: Any, seconds: float,
+                baseline_s: float | None) -> None:
         status, error, labels, scores = _outcome(outcome, self.variant.scored)
         if status == 200 and seconds > self._shadow.timeout_s:
             status, error, labels, scores = 504, f"shadow prediction took {seconds:.2f} s (timeout {self._shadow.timeout_s} s)", None, None
@@ -217,7 +257,24 @@ class ShadowRunner:
         columns = batch.columns if batch is not None else dict(zip(job.parsed.columns, job.parsed.data, strict=True))
         self._sink(PredictionEntry(
             job.request_id, job.routing_key, self.variant.name, self.variant.version, True, job.ts,
-            seconds * 1000.0, status, error, columns, job.parsed.n_rows, labels, scores))
+            seconds * 1000.0, status, error, columns, job.parsed.n_rows, labels, scores,
+            None if baseline_s is None else baseline_s * 1000.0))
+
+
+@dataclass(frozen=True, slots=True)
+class _BaselineCall:
+    """The answering variant and its checked batches for the rows of one shadow call."""
+
+    variant: Variant
+    batches: list[FeatureBatch]
+
+
+def _baseline_call(jobs: Sequence[ShadowJob]) -> _BaselineCall | None:
+    """What to time beside the shadow's call: only when one variant answered every job and its
+    batches are at hand (else the pair would not be the same rows)."""
+    if not jobs or any(job.primary is not jobs[0].primary or job.primary_batch is None for job in jobs):
+        return None
+    return _BaselineCall(jobs[0].primary, [job.primary_batch for job in jobs])
 
 
 def _outcome(outcome: Any, scored: bool) -> tuple[int, str | None, list[Any] | None, list[Any] | None]:

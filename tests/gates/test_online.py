@@ -42,12 +42,15 @@ def predict(model: LogisticRegression, rows: pd.DataFrame) -> tuple[np.ndarray, 
 
 
 def log_rows(rows: pd.DataFrame, variant: str, labels, scores, *, shadow: bool, latency: float = 2.0,
-             status: np.ndarray | None = None, ts0: float = 1000.0, prefix: str = "r") -> pd.DataFrame:
-    """Rows as the prediction log holds them: one per input row and variant."""
+             status: np.ndarray | None = None, ts0: float = 1000.0, prefix: str = "r",
+             slowdown: float | None = None, per_call: int = 20) -> pd.DataFrame:
+    """Rows as the prediction log holds them: one per input row and variant. With `slowdown`, the rows
+    are a shadow's: model calls of `per_call` requests, each timed (`latency_ms`) beside the champion's
+    model on the same rows (`baseline_ms`), `slowdown` times as fast, with noise."""
     n = len(rows)
     status = np.full(n, 200) if status is None else status
     rng = np.random.default_rng(len(variant) + n)
-    return pd.DataFrame({
+    frame = pd.DataFrame({
         "request_id": [f"{prefix}{i}" for i in range(n)], "row_index": 0, "routing_key": [str(i) for i in range(n)],
         "variant": variant, "model_version": "1", "shadow": int(shadow), "ts": ts0 + np.arange(n) * 0.01,
         "latency_ms": latency + rng.exponential(0.3, n), "status": status, "error": None,
@@ -55,14 +58,22 @@ def log_rows(rows: pd.DataFrame, variant: str, labels, scores, *, shadow: bool, 
         "prediction": [None if s != 200 else p for p, s in zip(labels, status, strict=True)],
         "score": [None if s != 200 else float(v) for v, s in zip(scores, status, strict=True)],
     })
+    if slowdown is not None:
+        call = np.arange(n) // per_call
+        baseline = latency + rng.exponential(0.5, call.max() + 1)
+        frame["baseline_ms"] = baseline[call]
+        frame["latency_ms"] = (baseline * slowdown * rng.lognormal(0.0, 0.1, baseline.size))[call]
+    return frame
 
 
-def shadow_log(churn, model, n=400, *, flip=False, status=None, live=None) -> pd.DataFrame:
+def shadow_log(churn, model, n=400, *, flip=False, status=None, live=None, slowdown=1.0, shadow_latency=2.0,
+               per_call=20) -> pd.DataFrame:
     live = churn.iloc[3000:3000 + n] if live is None else live
     labels, scores = predict(model, live)
     champion = log_rows(live, "champion", labels, scores, shadow=False)
     other = np.where(labels == "yes", "no", "yes") if flip else labels
-    challenger = log_rows(live, "challenger", other, 1 - scores if flip else scores, shadow=True, status=status)
+    challenger = log_rows(live, "challenger", other, 1 - scores if flip else scores, shadow=True, status=status,
+                          slowdown=slowdown, latency=shadow_latency, per_call=per_call)
     return pd.concat([champion, challenger], ignore_index=True)
 
 
@@ -114,6 +125,32 @@ def test_input_drift_of_live_traffic_warns_or_fails_as_configured(churn, model):
     assert drift.status is Status.WARN and "total_day_minutes" in drift.message
     failed = run_shadow(preds, churn, ShadowConfig(input_drift="fail"))
     assert failed.outcome is AnalysisOutcome.FAILED and failed.decisive.name == "input_drift"
+
+
+def test_shadow_latency_compares_model_times_on_the_same_rows_not_the_champions_request_latency(churn, model):
+    # A busy machine: the shadow's batched calls take 60 ms against the champion's 2 ms requests, but the
+    # champion's model timed beside each call took as long. Same speed: not a slowdown.
+    busy = run_shadow(shadow_log(churn, model, shadow_latency=60.0), churn)
+    latency = next(c for c in busy.result.checks if c.name == "latency")
+    assert busy.outcome is AnalysisOutcome.SUCCESSFUL and latency.status is Status.PASS, latency.message
+    assert latency.observed == pytest.approx(1.0, abs=0.1) and "over 20 model calls of 20 rows" in latency.message
+
+    slow = run_shadow(shadow_log(churn, model, slowdown=4.0), churn)
+    assert slow.outcome is AnalysisOutcome.FAILED and slow.decisive.name == "latency"
+    reason = slow.rollback_reason()
+    assert reason["metric"] == "latency ratio" and reason["threshold"] == 1.5
+    assert reason["value"] == pytest.approx(4.0, rel=0.1)
+    # Just within the limit passes; a few calls decide nothing either way.
+    assert run_shadow(shadow_log(churn, model, slowdown=1.3), churn).outcome is AnalysisOutcome.SUCCESSFUL
+    few = run_shadow(shadow_log(churn, model, slowdown=4.0, per_call=150), churn)
+    assert few.outcome is AnalysisOutcome.INCONCLUSIVE and few.decisive.name == "latency"
+
+
+def test_shadow_latency_without_paired_timings_is_never_a_pass(churn, model):
+    result = run_shadow(shadow_log(churn, model).drop(columns=["baseline_ms"]), churn)
+    latency = next(c for c in result.result.checks if c.name == "latency")
+    assert result.outcome is AnalysisOutcome.INCONCLUSIVE and latency.status is Status.ERROR
+    assert "baseline_ms" in latency.message
 
 
 def test_a_log_without_required_columns_is_an_error(churn, model):

@@ -44,6 +44,8 @@ def train_models(root: Path, churn_frame: pd.DataFrame, base_params: dict, track
     log_url = f"sqlite:///{root / 'reports' / 'predictions.db'}"
     project.params["rollout"] = json.loads(json.dumps(ROLLOUT_PARAMS))
     project.params["serving"]["prediction_log"] = {"url": log_url, "flush_interval_s": 0.1}
+    # Shadows may use 10% of the wall clock (default 1%): enough timed model calls within seconds.
+    project.params["serving"]["routing"] = {"shadow": {"max_busy_share": 0.1}}
     project.write()
     assert main(["prepare", "--params", str(project.params_path)]) == 0
     uris = {"weak": _train(project, tracking_uri, "logistic_regression", {}),

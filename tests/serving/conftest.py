@@ -231,3 +231,9 @@ def raising_model_dir(churn: pd.DataFrame, features: list[str], tmp_path_factory
 def sleeping_model_dir(churn: pd.DataFrame, features: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pyfunc (models from code) that takes 2 s per prediction call."""
     return router_models.sleeping_model(churn, features, tmp_path_factory.mktemp("sleeping"))
+
+
+@pytest.fixture(scope="session")
+def slow_model_dir(churn: pd.DataFrame, features: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pyfunc (models from code) that takes 150 ms per prediction call, whatever its size."""
+    return router_models.sleeping_model(churn, features, tmp_path_factory.mktemp("slow"), seconds=0.15)

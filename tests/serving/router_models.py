@@ -4,7 +4,7 @@
   of routed requests through a real server within a test;
 - a failing twin of the churn pipeline: trained with a column its signature does not have, so
   every prediction raises, as a challenger with train/serve skew would;
-- a sleeping model: a models-from-code pyfunc that takes 2 s per call.
+- a sleeping model: a models-from-code pyfunc that takes 2 s (or any given time) per call.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from mlflow.pyfunc import PythonModel
 
 class Sleeper(PythonModel):
     def predict(self, context, model_input, params=None):
-        time.sleep(2.0)
+        time.sleep({seconds})
         return ["no"] * len(model_input)
 
 
@@ -69,13 +69,13 @@ def raising_model(churn: pd.DataFrame, features: list[str], categorical: list[st
     return save_sklearn(pipeline, churn[features], churn[target], path)
 
 
-def sleeping_model(churn: pd.DataFrame, features: list[str], root: Path) -> Path:
-    """A models-from-code pyfunc that sleeps 2 s per call, then answers 'no'."""
+def sleeping_model(churn: pd.DataFrame, features: list[str], root: Path, seconds: float = 2.0) -> Path:
+    """A models-from-code pyfunc that sleeps `seconds` per call, then answers 'no'."""
     import mlflow.pyfunc
     from mlflow.models import infer_signature
 
     code = root / "sleeper.py"
-    code.write_text(SLEEPING_CODE, encoding="utf-8")
+    code.write_text(SLEEPING_CODE.format(seconds=seconds), encoding="utf-8")
     x = churn[features].head(50)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

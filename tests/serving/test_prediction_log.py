@@ -91,3 +91,22 @@ def test_readers_of_a_store_that_does_not_exist_yet_return_empty_frames(tmp_path
 
 def test_labels_are_stored_as_text_comparable_with_predictions() -> None:
     assert [label_text(v) for v in ("yes", 1, 1.5, True, None)] == ["yes", "1", "1.5", "true", "null"]
+
+
+def test_a_store_from_before_baseline_ms_is_read_and_then_extended_by_the_writer(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "p.db"
+    path.parent.mkdir()
+    old_columns = [c for c in PREDICTION_COLUMNS if c != "baseline_ms"]
+    with sqlite3.connect(path) as db:
+        db.execute(f"CREATE TABLE predictions ({', '.join(old_columns)})")
+        db.execute(f"INSERT INTO predictions VALUES ({', '.join('?' * len(old_columns))})",
+                   ["old", 0, None, "champion", "1", 0, 999.0, 3.0, 200, None, "{}", '"no"', None])
+    url = f"sqlite:///{path}"
+    before = read_predictions(url)
+    assert list(before.columns) == list(PREDICTION_COLUMNS) and before["baseline_ms"].isna().all()
+    log = _log(tmp_path)
+    log.record(_entry("new", shadow=True, baseline_ms=2.5))
+    log.close()
+    after = read_predictions(url)
+    assert list(after["request_id"]) == ["old", "new", "new"]
+    assert after["baseline_ms"].isna().iloc[0] and list(after["baseline_ms"].iloc[1:]) == [2.5, 2.5]

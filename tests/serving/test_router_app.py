@@ -12,7 +12,10 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from serving.config import PredictionLogConfig, RoutingConfig, ServingConfig
+from gates.config import ShadowConfig
+from gates.online import AnalysisOutcome
+from gates.shadow import latency_check, timed_calls
+from serving.config import PredictionLogConfig, RoutingConfig, ServingConfig, ShadowMirrorConfig
 from serving.prediction_log import read_bandit_arms, read_feedback, read_predictions
 from serving.routes import parse_table
 
@@ -155,6 +158,35 @@ def test_every_variant_answer_is_logged_row_by_row_with_shadows_and_errors(in_ap
     bad = logged[logged["request_id"] == "bad"]
     assert set(bad["status"]) == {400} and bad.iloc[0]["error"].startswith("missing_column")
     assert _metric(metrics, "mlgate_shadow_agreed_rows_total", variant="mirror") == 3
+
+
+def test_each_shadow_call_is_timed_beside_the_answering_model_on_the_same_rows(
+        in_app, model_dir: Path, slow_model_dir: Path, holdout: pd.DataFrame, as_split, tmp_path: Path) -> None:
+    uris = {"main": str(model_dir), "twin": str(model_dir), "slow": str(slow_model_dir)}
+    routes = parse_table({"mode": "shadow", "variants": [
+        {"name": "main", "weight": 100}, {"name": "twin", "weight": 0, "shadow": True},
+        {"name": "slow", "weight": 0, "shadow": True}]}, known_uris=uris)
+    config = _config(tmp_path, shadow=ShadowMirrorConfig(max_busy_share=1.0, max_wait_ms=0.0))
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        for i in range(40):
+            await client.post("/invocations", json=as_split(holdout.iloc[5 * i:5 * i + 5]))
+            await asyncio.sleep(0.03)
+        await asyncio.sleep(1.0)  # the shadows work off the response path
+
+    in_app(scenario, uris=uris, routes=routes, config=config)
+    logged = read_predictions(config.prediction_log.url)
+    shadows = logged[logged["shadow"] == 1]
+    assert shadows["baseline_ms"].notna().all() and (shadows["baseline_ms"] > 0).all()
+    assert logged.loc[logged["shadow"] == 0, "baseline_ms"].isna().all()
+    judge = ShadowConfig(max_latency_ratio=3.0)
+    twin, slow = (shadows[(shadows["variant"] == name) & (shadows["status"] == 200)] for name in ("twin", "slow"))
+    assert len(timed_calls(twin)) >= 10 and len(timed_calls(slow)) >= 8
+    same = latency_check(twin, judge)
+    assert same.details["outcome"] == AnalysisOutcome.SUCCESSFUL and 0.5 < same.observed < 2.0, same.message
+    slower = latency_check(slow, judge)
+    assert slower.details["outcome"] == AnalysisOutcome.FAILED and slower.observed > 3.0, slower.message
+    assert "model calls" in slower.message and "max 3" in slower.message
 
 
 def test_feedback_joins_by_request_id_and_reports_unknown_ids(in_app, model_dir: Path, row: dict,
