@@ -214,11 +214,12 @@ class ShadowRunner:
         self._budget.spend(time.thread_time() - cpu_started)
         rows = sum(batch.n_rows for batch in batches)
         self._metrics.observe_batch(self.variant.name, len(batches), rows, seconds)
+        if isinstance(outcome, Exception):
+            return outcome, seconds, None  # no pair: a failed call is not a timing
         if baseline is not None and not baseline_first:
             baseline_s = self._timed_baseline(baseline)
-        if baseline is not None:
-            self._pairs += 1
-        return outcome, seconds, baseline_s if not isinstance(outcome, Exception) else None
+        self._pairs += baseline is not None
+        return outcome, seconds, baseline_s
 
     def _timed_baseline(self, baseline: _BaselineCall) -> float | None:
         """Wall seconds of the answering variant's model on the rows (None if it raised: not a timing)."""
