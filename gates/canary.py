@@ -20,7 +20,13 @@ from gates.config import CANARY_LABEL_METRICS, CanaryConfig
 from gates.online_core import AnalysisOutcome as O
 from gates.online_core import OnlineAnalysis, analysis, check, skipped
 from gates.result import Check
-from gates.sequential import SequentialResult, msprt_two_proportions, tau2_for_proportions
+from gates.sequential import (
+    SequentialResult,
+    msprt_two_means,
+    msprt_two_proportions,
+    tau2_for_horizon,
+    tau2_for_proportions,
+)
 from gates.srm_sequential import srm_sequential_p
 from gates.stats import rank_judge, srm_chi_square
 
@@ -38,6 +44,7 @@ class ArmCounts:
     step_labels: int = 0
     labels: dict[str, tuple[int, int]] = field(default_factory=dict)  # metric -> (successes, trials)
     latency_ms: np.ndarray | None = None
+    abs_errors: np.ndarray | None = None  # regression: |prediction - label| of each labelled row
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,8 @@ def label_metric_check(metric: str, margin: float, champion: ArmCounts, challeng
     if task not in CANARY_LABEL_METRICS.get(metric, ()):
         return check(metric, O.ERROR, f"{metric} is not a canary metric for task {task} (rollout.canary."
                      "metric_margins)", value=None, threshold=-margin, expected="a metric of this task")
+    if metric == "mae":
+        return mae_check(margin, champion, challenger, config, prove)
     (x_a, n_a), (x_b, n_b) = champion.labels.get(metric, (0, 0)), challenger.labels.get(metric, (0, 0))
     if n_a == 0 or n_b == 0:
         return _waiting(metric, f"labelled rows so far {n_b} challenger / {n_a} champion", -margin, metric)
@@ -128,6 +137,23 @@ def label_metric_check(metric: str, margin: float, champion: ArmCounts, challeng
     result = msprt_two_proportions(x_a, n_a, x_b, n_b, margin=margin, tau2=tau2, alpha=config.alpha, name=metric)
     return _sequential_check(metric, result, margin, prove, greater_is_better=True,
                              rates=[x_a / n_a, x_b / n_b])
+
+
+def mae_check(margin: float, champion: ArmCounts, challenger: ArmCounts, config: CanaryConfig,
+              prove: bool) -> Check:
+    """Regression: sequential non-inferiority of the mean absolute error (mSPRT on two means). The margin
+    is relative (`margin` x the champion's MAE), so it reads the same whatever the target's unit."""
+    a, b = _finite(champion.abs_errors), _finite(challenger.abs_errors)
+    if a.size < 2 or b.size < 2:
+        return _waiting("mae", f"labelled rows so far {b.size} challenger / {a.size} champion", margin, "mae")
+    allowed = margin * float(a.mean())
+    pooled = float(np.var(np.concatenate([a, b]), ddof=1)) or 1e-12
+    tau2 = tau2_for_horizon(pooled * 2 / config.planned_labels, config.alpha)
+    result = msprt_two_means(float(a.mean()), float(a.var(ddof=1)), a.size, float(b.mean()), float(b.var(ddof=1)),
+                             b.size, margin=allowed, tau2=tau2, alpha=config.alpha, greater_is_better=False,
+                             name="mae")
+    return _sequential_check("mae", result, allowed, prove, greater_is_better=False,
+                             rates=[float(a.mean()), float(b.mean())])
 
 
 def latency_check(champion: ArmCounts, challenger: ArmCounts, config: CanaryConfig) -> Check:

@@ -7,6 +7,7 @@ unit the router assigns), else request ids.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from gates.canary import GATE, ArmCounts, CanaryStep, judge_canary
@@ -52,11 +53,14 @@ def arm_counts(rows: pd.DataFrame, feedback: pd.DataFrame, config: CanaryConfig,
     in_step = rows[rows["ts"] >= step_started]
     units = in_step["routing_key"].fillna(in_step["request_id"]) if "routing_key" in in_step else in_step["request_id"]
     joined = labelled(rows, feedback)
-    labels = {m: metric_counts(m, joined, positive_class) for m in config.metric_margins}
+    labels = {m: metric_counts(m, joined, positive_class) for m in config.metric_margins if m != "mae"}
+    abs_errors = None
+    if "mae" in config.metric_margins:
+        abs_errors = np.abs(as_float(joined["prediction"]) - as_float(joined["label"]))
     return ArmCounts(
         requests=len(requests), errors=int((requests["status"] >= 500).sum()), step_units=int(units.nunique()),
         step_requests=int(in_step["request_id"].nunique()), step_labels=int((joined["ts"] >= step_started).sum()),
-        labels=labels, latency_ms=as_float(ok(requests)["latency_ms"]),
+        labels=labels, latency_ms=as_float(ok(requests)["latency_ms"]), abs_errors=abs_errors,
     )
 
 

@@ -270,6 +270,9 @@ CANARY_LABEL_METRICS: dict[str, tuple[str, ...]] = {
     "accuracy": ("binary", "multiclass"),
     "recall": ("binary",),
     "precision": ("binary",),
+    # Mean absolute error; its margin is relative: the challenger's MAE may exceed the champion's by at
+    # most margin x the champion's MAE.
+    "mae": ("regression",),
 }
 
 
@@ -281,14 +284,19 @@ class ShadowConfig(StrictModel):
     good side of the threshold, FAIL when it is wholly on the bad side, else inconclusive.
     """
 
-    min_requests: int = Field(200, ge=1, description="Paired requests before any verdict.")
+    min_requests: int = Field(200, ge=1, description="Mirrored requests the challenger was run on before any verdict.")
+    min_coverage: float = Field(
+        0.5, gt=0.0, le=1.0, description="Share of served requests the challenger must have been run on (the server "
+        "sheds mirrors under load); below it the analysis stays inconclusive, never failed or passed.",
+    )
     planned_requests: int = Field(2000, ge=10, description="Requests at which the confidence sequences are tightest.")
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
     min_agreement: float = Field(0.9, ge=0.0, le=1.0, description="Share of rows where both predict the same label.")
     min_score_correlation: float = Field(0.8, ge=-1.0, le=1.0, description="Pearson r of scores (or regression values).")
     max_score_mae: float | None = Field(None, gt=0.0, description="Mean |score difference|; None: reported, not judged.")
     max_output_psi: float = Field(0.2, gt=0.0)
-    max_error_rate: float = Field(0.01, ge=0.0, le=1.0, description="Share of requests the challenger failed.")
+    max_error_rate: float = Field(0.01, ge=0.0, le=1.0, description="Share of attempted mirrors the challenger "
+                                  "failed (shed mirrors are not attempts).")
     max_latency_ratio: float = Field(
         1.5, ge=1.0, description="The challenger's model time over the champion's on the same rows (timed back to "
         "back in the shadow worker, one pair per model call): Failed when most calls exceed it."

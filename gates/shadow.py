@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -54,9 +55,13 @@ PLANNING_RATE = 0.5
 def shadow_analysis(
     preds: pd.DataFrame, config: ShadowConfig, training_reference: pd.DataFrame | None, *, task: str,
     numeric: Sequence[str] = (), categorical: Sequence[str] = (), drift: DriftConfig | None = None,
-    champion: str = "champion", challenger: str = "challenger",
+    champion: str = "champion", challenger: str = "challenger", shed: Mapping[str, int] | None = None,
 ) -> OnlineAnalysis:
-    """Judge the challenger's shadow predictions in `preds` (the log since shadowing started)."""
+    """Judge the challenger's shadow predictions in `preds` (the log since shadowing started).
+
+    `shed` counts, by reason, the mirrors the server chose not to run (queue full, CPU budget, ...):
+    they were never attempted, so they lower the coverage, never the error rate.
+    """
     started = time.perf_counter()
     try:
         require(preds, PREDICTION_COLUMNS, "the prediction log")
@@ -64,14 +69,18 @@ def shadow_analysis(
         return error_analysis(GATE, str(exc))
     champ = variant_rows(preds, champion, shadow=False)
     chall = variant_rows(preds, challenger, shadow=True)
-    served = requests_of(ok(champ))
-    counts = {"requests": len(served), "challenger_rows": len(chall), "min_requests": config.min_requests}
-    if len(served) < config.min_requests:
-        wait = check("min_requests", O.INCONCLUSIVE, f"{len(served)} of {config.min_requests} shadowed requests "
-                     "so far", value=len(served), threshold=config.min_requests, expected="enough requests")
-        return analysis(GATE, [wait], started, counts)
+    served, attempted = requests_of(ok(champ)), requests_of(chall)
+    shed = {reason: int(n) for reason, n in (shed or {}).items() if n}
+    counts = {"requests": len(served), "attempted": len(attempted), "shed": sum(shed.values()),
+              "challenger_rows": len(chall), "min_requests": config.min_requests}
+    coverage = coverage_check(served, attempted, shed, config)
+    if len(attempted) < config.min_requests:
+        wait = check("min_requests", O.INCONCLUSIVE, f"{len(attempted)} of {config.min_requests} mirrored requests "
+                     f"attempted so far ({len(served)} served)", value=len(attempted),
+                     threshold=config.min_requests, expected="enough attempted mirrors")
+        return analysis(GATE, [wait, coverage], started, counts)
     pairs = paired(champ, chall)
-    checks = [error_rate_check(served, chall, config), *agreement_checks(pairs, task, config),
+    checks = [coverage, error_rate_check(attempted, config), *agreement_checks(pairs, task, config),
               output_psi_check(pairs, task, config), latency_check(ok(chall), config)]
     live = features_frame(served)
     checks.append(input_drift_check(training_reference, live, numeric, categorical, drift, config))
@@ -79,22 +88,52 @@ def shadow_analysis(
     return analysis(GATE, checks, started, counts, headline=("agreement", "score_correlation"))
 
 
-def error_rate_check(served: pd.DataFrame, challenger: pd.DataFrame, config: ShadowConfig) -> Check:
-    """Share of requests the champion answered that the challenger did not answer with 200.
+def coverage_check(served: pd.DataFrame, attempted: pd.DataFrame, shed: Mapping[str, int],
+                   config: ShadowConfig) -> Check:
+    """Share of served requests the challenger was actually run on (attempted / served).
 
-    Requests newer than the challenger's last logged row are still in flight and left out.
+    Too little coverage is never a verdict on the model: it keeps the analysis Inconclusive (and the
+    rollout pauses at `max_duration_s` with this reason). Requests newer than the challenger's last
+    logged row are still in flight and left out.
     """
-    newest = challenger["ts"].max() if len(challenger) else -math.inf
-    settled = served[served["ts"] <= newest] if len(challenger) else served
-    answered = set(requests_of(ok(challenger))["request_id"])
-    n = len(settled)
-    failures = int((~settled["request_id"].isin(answered)).sum())
-    interval = rate_sequence(failures, max(n, 1), planned_n=config.planned_requests, planning_rate=PLANNING_RATE,
+    newest = attempted["ts"].max() if len(attempted) else -math.inf
+    settled = int((served["ts"] <= newest).sum())
+    done = int(attempted["request_id"].isin(served["request_id"]).sum())
+    rate = done / settled if settled else 0.0
+    reasons = ", ".join(f"{reason.replace('_', ' ')} {n}" for reason, n in sorted(shed.items(), key=lambda i: -i[1]))
+    message = (f"shadow coverage {rate:.3f} ({done} of {settled} served requests mirrored and attempted; "
+               f"{sum(shed.values())} shed{': ' + reasons if reasons else ''}) vs min {config.min_coverage:g}")
+    outcome = O.SUCCESSFUL if settled and rate >= config.min_coverage else O.INCONCLUSIVE
+    return check("coverage", outcome, message, value=rate, threshold=config.min_coverage,
+                 expected=f"coverage >= {config.min_coverage:g}", attempted=done, served=settled, shed=dict(shed))
+
+
+def error_rate_check(attempted: pd.DataFrame, config: ShadowConfig) -> Check:
+    """Share of the mirrors the challenger was run on that it did not answer with 200 (shed mirrors
+    are not in `attempted`); the message names the most frequent failure."""
+    n = len(attempted)
+    failed = attempted[attempted["status"] != 200]
+    interval = rate_sequence(len(failed), max(n, 1), planned_n=config.planned_requests, planning_rate=PLANNING_RATE,
                              alpha=config.alpha)
     outcome = judge_at_most(interval, config.max_error_rate) if n else O.INCONCLUSIVE
     message = f"challenger error rate {interval.describe(config.alpha)} vs max {config.max_error_rate:g}"
+    dominant = dominant_failure(failed)
+    if dominant:
+        message += f"; most frequent failure: {dominant}"
     return check("error_rate", outcome, message, value=interval.rate, threshold=config.max_error_rate,
-                 expected=f"error rate <= {config.max_error_rate:g}", ci=[interval.low, interval.high], n=n)
+                 expected=f"error rate <= {config.max_error_rate:g}", ci=[interval.low, interval.high], n=n,
+                 failures=len(failed))
+
+
+def dominant_failure(failed: pd.DataFrame) -> str | None:
+    """'HTTP 400 missing_column: ... (31 of 40 failures)' for the most frequent status and error."""
+    if failed.empty:
+        return None
+    errors = failed["error"] if "error" in failed.columns else pd.Series([None] * len(failed), index=failed.index)
+    keys = [f"HTTP {int(status)} {str(error or 'no message')[:160]}" for status, error in zip(failed["status"], errors,
+                                                                                              strict=True)]
+    top, count = Counter(keys).most_common(1)[0]
+    return f"{top} ({count} of {len(keys)} failures)"
 
 
 def agreement_checks(pairs: pd.DataFrame, task: str, config: ShadowConfig) -> list[Check]:

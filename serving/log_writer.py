@@ -24,6 +24,7 @@ from serving.prediction_log import (
     BANDIT_ARMS,
     FEEDBACK,
     PREDICTIONS,
+    SHADOW_SHED,
     PredictionEntry,
     create_tables,
     open_engine,
@@ -67,6 +68,10 @@ class PredictionLog:
 
     def record_feedback(self, rows: Sequence[dict[str, Any]]) -> None:
         self._put(("feedback", list(rows)), len(rows))
+
+    def record_shed(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Per-window counts of mirrors a shadow shed (a few rows per window, not one per mirror)."""
+        self._put(("shed", list(rows)), len(rows))
 
     def save_arm(self, arm: Arm) -> None:
         self._put(("arm", arm), 1)
@@ -169,11 +174,12 @@ class PredictionLog:
             return
         predictions = [row for kind, entry in items if kind == "predictions" for row in entry.rows()]
         feedback = [row for kind, rows in items if kind == "feedback" for row in rows]
+        shed = [row for kind, rows in items if kind == "shed" for row in rows]
         arms = {item.key: item for kind, item in items if kind == "arm"}  # the latest state per arm
         total = sum(_rows_of(item) for item in items)
         for attempt in (1, 2):
             try:
-                self._insert(predictions, feedback, list(arms.values()))
+                self._insert(predictions, feedback, list(arms.values()), shed)
                 self._count("written", total)
                 break
             except sa.exc.SQLAlchemyError as exc:
@@ -181,9 +187,12 @@ class PredictionLog:
                 if attempt == 2:
                     self._count("failed", total)
 
-    def _insert(self, predictions: list[dict[str, Any]], feedback: list[dict[str, Any]], arms: list[Arm]) -> None:
+    def _insert(self, predictions: list[dict[str, Any]], feedback: list[dict[str, Any]], arms: list[Arm],
+                shed: list[dict[str, Any]]) -> None:
         assert self._engine is not None
         with self._engine.begin() as connection:
+            if shed:
+                connection.execute(SHADOW_SHED.insert(), shed)
             if predictions:
                 connection.execute(PREDICTIONS.insert(), predictions)
             if feedback:
@@ -200,4 +209,4 @@ def _rows_of(item: tuple[str, Any]) -> int:
     kind, payload = item
     if kind == "predictions":
         return max(payload.n_rows, 1)
-    return len(payload) if kind == "feedback" else 1
+    return len(payload) if kind in ("feedback", "shed") else 1

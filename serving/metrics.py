@@ -93,8 +93,9 @@ class RoutingMetrics:
                                           ["variant", "status_class"], registry=registry)
         self.shadow_latency = Histogram("mlgate_shadow_latency_seconds", "Shadow predict time per request.",
                                         ["variant"], buckets=LATENCY_BUCKETS, registry=registry)
-        self.shadow_dropped = Counter("mlgate_shadow_dropped", "Mirrored requests dropped: the shadow queue was full.",
-                                      ["variant"], registry=registry)
+        self.shadow_dropped = Counter("mlgate_shadow_dropped", "Mirrored requests the server shed (not attempted), "
+                                      "by reason: queue_full, cpu_budget, closing, table_changed.",
+                                      ["variant", "reason"], registry=registry)
         self.shadow_compared = Counter("mlgate_shadow_compared_rows",
                                        "Rows predicted by both a shadow and the answering variant.", ["variant"],
                                        registry=registry)

@@ -3,7 +3,9 @@
 Tables (one row per input row per variant): `predictions(request_id, row_index, routing_key,
 variant, model_version, shadow, ts, latency_ms, status, error, features, prediction, score,
 baseline_ms)`,
-`feedback(request_id, row_index, label, reward, ts)` and `bandit_arms` (the bandit's posteriors).
+`feedback(request_id, row_index, label, reward, ts)`, `shadow_shed(variant, model_version, reason,
+count, window_start, ts)` (mirrors the server chose not to run, per window) and `bandit_arms` (the
+bandit's posteriors).
 The store is any SQLAlchemy database URL; the default, SQLite, runs in WAL mode so readers in other
 processes (the rollout analysis) read while the server writes. The server writes through
 `serving.log_writer.PredictionLog`; the functions here are the readers.
@@ -47,6 +49,15 @@ FEEDBACK = sa.Table(
     sa.Column("label", sa.Text), sa.Column("reward", sa.Float), sa.Column("ts", sa.Float, nullable=False),
     sa.Index("ix_feedback_request_id", "request_id"), sa.Index("ix_feedback_ts", "ts"),
 )
+# Mirrors the server shed (never attempted), one row per variant, reason and window (serving.shadow_shed).
+SHADOW_SHED = sa.Table(
+    "shadow_shed", METADATA,
+    sa.Column("variant", sa.Text, nullable=False), sa.Column("model_version", sa.Text),
+    sa.Column("reason", sa.Text, nullable=False), sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("window_start", sa.Float, nullable=False), sa.Column("ts", sa.Float, nullable=False),
+    sa.Index("ix_shadow_shed_ts", "ts"),
+)
+SHED_COLUMNS = ("variant", "model_version", "reason", "count", "window_start", "ts")
 BANDIT_ARMS = sa.Table(
     "bandit_arms", METADATA,
     sa.Column("variant", sa.Text, primary_key=True), sa.Column("model_version", sa.Text, primary_key=True),
@@ -202,6 +213,17 @@ def read_predictions(url: str, *, since: float | None = None) -> pd.DataFrame:
 def read_feedback(url: str, *, since: float | None = None) -> pd.DataFrame:
     """Feedback rows (ts >= since): request_id, row_index, label (text), reward, ts."""
     return _read(url, FEEDBACK, FEEDBACK_COLUMNS, since)
+
+
+def read_shed(url: str, *, since: float | None = None) -> pd.DataFrame:
+    """Shed-mirror counts (windows that ended at ts >= since): variant, model_version, reason, count."""
+    with _reader(url) as connection:
+        if connection is None or not sa.inspect(connection).has_table(SHADOW_SHED.name):
+            return pd.DataFrame({name: pd.Series([], dtype=object) for name in SHED_COLUMNS})
+        query = sa.select(SHADOW_SHED)
+        if since is not None:
+            query = query.where(SHADOW_SHED.c.ts >= since)
+        return pd.read_sql(query.order_by(SHADOW_SHED.c.ts), connection)[list(SHED_COLUMNS)]
 
 
 def read_bandit_arms(url: str) -> pd.DataFrame:

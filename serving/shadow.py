@@ -1,7 +1,8 @@
 """Mirroring requests to a shadow variant, off the response path.
 
 The request handler only offers a job to the shadow's bounded queue (no waiting, no I/O); when the
-queue is full the job is dropped and counted. One worker thread per shadow variant takes jobs in
+queue is full the job is shed: counted by reason (queue full, CPU budget, closing, table changed) in
+one log row per window (`serving.shadow_shed`), so the analysis tells "not attempted" from "failed". One worker thread per shadow variant takes jobs in
 micro-batches, validates them against the shadow's own signature, predicts (one combined call; on
 failure each request alone) and records the outcome in the prediction log. Nothing it does can
 reach the caller: its exceptions become status 500 rows, a call slower than `timeout_s` becomes a
@@ -35,6 +36,7 @@ from serving.errors import RequestError
 from serving.metrics import ServerMetrics
 from serving.prediction_log import PredictionEntry
 from serving.protocol import ParsedInput
+from serving.shadow_shed import ShedSink, ShedTally
 from serving.validation import FeatureBatch, validate
 from serving.variants import Variant
 
@@ -61,7 +63,8 @@ _ABANDONED = object()  # a job whose mirroring was discarded before its model ca
 class ShadowRunner:
     """A bounded queue and one worker thread predicting with one shadow variant."""
 
-    def __init__(self, variant: Variant, config: ServingConfig, metrics: ServerMetrics, sink: EntrySink) -> None:
+    def __init__(self, variant: Variant, config: ServingConfig, metrics: ServerMetrics, sink: EntrySink,
+                 shed_sink: ShedSink | None = None) -> None:
         self.variant = variant
         self._config = config
         self._shadow = config.routing.shadow
@@ -72,21 +75,40 @@ class ShadowRunner:
         self._budget = BusyBudget(self._shadow.max_busy_share)
         self._generation = 0  # bumped by discard_pending: the batch in progress is abandoned
         self._pairs = 0  # timed pairs so far: their order alternates
-        for series in (metrics.routing.shadow_dropped, metrics.routing.shadow_compared, metrics.routing.shadow_agreed):
+        self._pacing = False  # the worker is waiting for CPU budget: a full queue is then the budget's doing
+        self._shed = ShedTally(variant.name, variant.version, shed_sink)
+        for series in (metrics.routing.shadow_compared, metrics.routing.shadow_agreed):
             series.labels(variant.name)  # exported as 0 from the start, so dashboards see the series
+        metrics.routing.shadow_dropped.labels(variant.name, "queue_full")
         self._thread = threading.Thread(target=self._run, name=f"mlgate-shadow-{variant.name}", daemon=True)
         self._thread.start()
 
     def offer(self, job: ShadowJob) -> bool:
-        """Queue the job, or drop it (counted) when the queue is full or the runner is closing."""
-        if not self._stopping.is_set():
+        """Queue the job, or shed it (counted by reason) when the queue is full or the runner is closing."""
+        if self._stopping.is_set():
+            self._count_shed("closing")
+            return False
+        try:
+            self._queue.put_nowait(job)
+            return True
+        except queue.Full:
+            self._count_shed("cpu_budget" if self._pacing else "queue_full")
+            return False
+
+    def _count_shed(self, reason: str, count: int = 1) -> None:
+        """A mirror not attempted: a metric and the per-window tally (never a row per mirror)."""
+        self._metrics.routing.shadow_dropped.labels(self.variant.name, reason).inc(count)
+        self._shed.add(reason, count)
+
+    def _pace(self) -> None:
+        """Wait until the CPU budget allows more work (flagged, so shed mirrors name the budget)."""
+        wait_s = self._budget.wait_s()
+        if wait_s > 0:
+            self._pacing = True
             try:
-                self._queue.put_nowait(job)
-                return True
-            except queue.Full:
-                pass
-        self._metrics.routing.shadow_dropped.labels(self.variant.name).inc()
-        return False
+                self._stopping.wait(wait_s)
+            finally:
+                self._pacing = False
 
     def discard_pending(self) -> int:
         """Drop the queued jobs and abandon the batch in progress after its current model call
@@ -103,7 +125,7 @@ class ShadowRunner:
                 break
             dropped += 1
         if dropped:
-            self._metrics.routing.shadow_dropped.labels(self.variant.name).inc(dropped)
+            self._count_shed("table_changed", dropped)
         return dropped
 
     def close(self, timeout_s: float) -> None:
@@ -112,17 +134,19 @@ class ShadowRunner:
         with contextlib.suppress(queue.Full):
             self._queue.put(None, timeout=timeout_s)
         self._thread.join(timeout_s)
+        self._shed.flush()
 
     def _run(self) -> None:
         limit_native_threads(self._config.microbatch.model_threads)
         while True:
-            self._stopping.wait(self._budget.wait_s())  # paced: the queue gathers the next batch meanwhile
+            self._pace()  # the queue gathers the next batch meanwhile
             jobs, stop = self._next_jobs()
             if jobs:
                 try:
                     self._predict(jobs)
                 except Exception:  # noqa: BLE001 - the shadow worker must outlive any failure
                     log.exception("shadow %s: unexpected failure", self.variant.name)
+            self._shed.flush(force=False)  # a window that ended with no shed since
             if stop:
                 self._drop_rest()
                 return
@@ -151,7 +175,7 @@ class ShadowRunner:
             except queue.Empty:
                 return
             if job is not None:
-                self._metrics.routing.shadow_dropped.labels(self.variant.name).inc()
+                self._count_shed("closing")
 
     def _predict(self, jobs: list[ShadowJob]) -> None:
         generation = self._generation
@@ -163,7 +187,7 @@ class ShadowRunner:
         for job, batch in zip(jobs, checked, strict=True):
             outcome, seconds = (batch, 0.0) if isinstance(batch, RequestError) else by_job[id(job)]
             if outcome is _ABANDONED:
-                self._metrics.routing.shadow_dropped.labels(self.variant.name).inc()
+                self._count_shed("table_changed")
                 continue
             fed = isinstance(batch, FeatureBatch)
             self._record(job, batch if fed else None, outcome, seconds, baseline if fed else None)
@@ -202,7 +226,7 @@ class ShadowRunner:
         """The shadow's model call within the CPU budget, and when `baseline` is given the answering
         variant's call on the same rows right before or after it (alternately; both count against
         the budget): (rows per batch or the exception, wall seconds, baseline wall seconds or None)."""
-        self._stopping.wait(self._budget.wait_s())
+        self._pace()
         baseline_first = baseline is not None and self._pairs % 2 == 1
         baseline_s = self._timed_baseline(baseline) if baseline_first else None
         started, cpu_started = time.perf_counter(), time.thread_time()

@@ -173,7 +173,8 @@ class ServerState:
             if key in self._loaded:
                 runtimes[route.name] = runtime = self._loaded[key]
                 if route.shadow and runtime.shadow is None:
-                    runtime.shadow = ShadowRunner(runtime.variant, self.config, self.metrics, self.record)
+                    runtime.shadow = ShadowRunner(runtime.variant, self.config, self.metrics, self.record,
+                                                  self._record_shed)
             elif key in self._failed:
                 failures[route.name] = self._failed[key]
         versions = {name: runtime.variant.version for name, runtime in runtimes.items()}
@@ -203,6 +204,10 @@ class ServerState:
         self.recent.add(entry)
         if self.log is not None:
             self.log.record(entry)
+
+    def _record_shed(self, rows: list[dict[str, Any]]) -> None:
+        if self.log is not None:
+            self.log.record_shed(rows)
 
     def _save_arm(self, arm: Arm) -> None:
         if self.log is not None:

@@ -49,7 +49,7 @@ class LogAnalyser:
         if self._reference is None:
             self._reference = self.reference()
         return shadow_analysis(preds, self.shadow, self._reference, task=self.task, numeric=self.numeric,
-                               categorical=self.categorical, drift=self.drift)
+                               categorical=self.categorical, drift=self.drift, shed=self._shed(state))
 
     def canary_look(self, state: RolloutState, now: float) -> OnlineAnalysis:
         from serving.prediction_log import read_feedback
@@ -60,6 +60,14 @@ class LogAnalyser:
         step = CanaryStep.of(self.canary, state.position.step, now - state.phase_started)
         return canary_analysis(preds, feedback, self.canary, step, step_started=state.phase_started,
                                task=self.task, positive_class=self.positive_class)
+
+    def _shed(self, state: RolloutState) -> dict[str, int]:
+        """Mirrors of the challenger's version the server shed since shadowing began, by reason."""
+        from serving.prediction_log import read_shed
+
+        shed = read_shed(self.log_url, since=state.phase_started)
+        mine = shed[(shed["variant"] == CHALLENGER_VARIANT) & (shed["model_version"].astype(str) == str(state.version))]
+        return {str(reason): int(n) for reason, n in mine.groupby("reason")["count"].sum().items()}
 
     def _predictions(self, state: RolloutState, since: float) -> pd.DataFrame:
         """This rollout's rows only: the champion and challenger variants at their registry versions."""

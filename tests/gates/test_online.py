@@ -86,7 +86,47 @@ def test_shadow_waits_for_min_requests_and_never_passes_undecided(churn, model):
     result = run_shadow(shadow_log(churn, model, n=150), churn)
     assert result.outcome is AnalysisOutcome.INCONCLUSIVE
     assert result.result.status is Status.ERROR
-    assert "150 of 200 shadowed requests" in result.reason
+    assert "150 of 200 mirrored requests attempted" in result.reason
+
+
+def test_shed_mirrors_are_not_challenger_failures(churn, model):
+    """The server ran the challenger on 350 of 400 requests and shed 50 (queue full under load): no
+    error, coverage 0.875, and the analysis decides on the rows it has."""
+    preds = shadow_log(churn, model)
+    shed_ids = {f"r{i}" for i in range(0, 400, 8)}
+    preds = preds[~((preds["variant"] == "challenger") & preds["request_id"].isin(shed_ids))]
+    result = shadow_analysis(preds, ShadowConfig(), churn.iloc[:2000], task="binary", numeric=NUMERIC,
+                             categorical=CATEGORICAL, shed={"queue_full": 40, "cpu_budget": 10})
+    checks = {c.name: c for c in result.result.checks}
+    assert result.outcome is AnalysisOutcome.SUCCESSFUL, result.result.to_json()
+    assert checks["error_rate"].observed == 0.0 and checks["error_rate"].details["n"] == 350
+    assert checks["coverage"].observed == pytest.approx(350 / 400, abs=0.01)
+    assert "50 shed: queue full 40, cpu budget 10" in checks["coverage"].message
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_too_little_coverage_is_inconclusive_never_failed_or_successful(churn, model, flip):
+    """Only one request in four attempted: a perfect or a disagreeing challenger alike stays
+    Inconclusive on coverage while the attempted rows are too few to judge, never Failed or Successful."""
+    preds = shadow_log(churn, model, n=600, flip=flip)
+    skipped_ids = {f"r{i}" for i in range(600) if i % 4}
+    preds = preds[~((preds["variant"] == "challenger") & preds["request_id"].isin(skipped_ids))]
+    result = shadow_analysis(preds, ShadowConfig(), churn.iloc[:2000], task="binary", numeric=NUMERIC,
+                             categorical=CATEGORICAL, shed={"cpu_budget": 450})
+    assert result.outcome is AnalysisOutcome.INCONCLUSIVE
+    assert "150 of 200 mirrored requests attempted" in result.reason
+    coverage = next(c for c in result.result.checks if c.name == "coverage")
+    assert coverage.details["outcome"] == "Inconclusive" and coverage.observed == pytest.approx(0.25, abs=0.01)
+
+
+def test_low_coverage_with_enough_rows_keeps_a_good_challenger_inconclusive(churn, model):
+    """Enough attempted rows to judge (200) but only 40% coverage: the good challenger is not passed."""
+    preds = shadow_log(churn, model, n=500)
+    dropped = {f"r{i}" for i in range(500) if i % 5 not in (0, 1)}
+    preds = preds[~((preds["variant"] == "challenger") & preds["request_id"].isin(dropped))]
+    result = run_shadow(preds, churn)
+    assert result.outcome is AnalysisOutcome.INCONCLUSIVE
+    assert result.reason.startswith("inconclusive: shadow coverage 0.40")
 
 
 def test_shadow_of_an_identical_model_is_successful(churn, model):
@@ -113,6 +153,18 @@ def test_shadow_fails_a_challenger_that_errors(churn, model):
     errors = next(c for c in result.result.checks if c.name == "error_rate")
     assert result.outcome is AnalysisOutcome.FAILED and errors.status is Status.FAIL
     assert errors.observed == pytest.approx(0.1)
+
+
+def test_shadow_error_rate_names_the_dominant_failure(churn, model):
+    status = np.where(np.arange(400) % 5 == 0, 400, 200)
+    preds = shadow_log(churn, model, status=status)
+    failed = (preds["variant"] == "challenger") & (preds["status"] == 400)
+    preds.loc[failed, "error"] = "missing_column: the input has no column 'tenure_months'"
+    result = run_shadow(preds, churn)
+    errors = next(c for c in result.result.checks if c.name == "error_rate")
+    assert errors.status is Status.FAIL
+    assert "most frequent failure: HTTP 400 missing_column: the input has no column 'tenure_months' (80 of 80" \
+        in errors.message
 
 
 def test_input_drift_of_live_traffic_warns_or_fails_as_configured(churn, model):
@@ -313,3 +365,26 @@ def test_a_five_point_accuracy_drop_is_rolled_back_and_the_labels_needed_are_rep
     assert result["rolled_back"] >= 0.8
     assert result["ends"].get("promoted", 0) == 0
     assert median < horizon
+
+
+@pytest.mark.parametrize(("extra", "expected"), [(0.0, AnalysisOutcome.SUCCESSFUL), (0.5, AnalysisOutcome.FAILED)])
+def test_regression_canary_judges_mae_against_a_relative_margin(extra, expected):
+    """MAE rising by half the champion's MAE (over 3x the 15% margin) fails; equal errors prove non-inferiority."""
+    rng = np.random.default_rng(7)
+    champion_err = np.abs(rng.normal(0.0, 1.0, 1500))
+    challenger_err = np.abs(rng.normal(0.0, 1.0, 1500)) * (1 + extra)
+    config = CanaryConfig(steps=[50, 100], metric_margins={"mae": 0.15}, planned_labels=1500,
+                          min_requests_per_step=10, min_labels_per_step=10, latency_tolerance=None)
+    arm = dict(requests=1500, errors=0, step_units=1500, step_requests=1500, step_labels=1500)
+    result = judge_canary(ArmCounts(**arm, abs_errors=champion_err), ArmCounts(**arm, abs_errors=challenger_err),
+                          config, CanaryStep.of(config, 1), task="regression")
+    mae = next(c for c in result.result.checks if c.name == "mae")
+    assert mae.details["outcome"] == str(expected), mae.message
+    assert mae.message.startswith("mae delta")
+
+
+def test_accuracy_margin_is_refused_for_a_regression_canary():
+    config = CanaryConfig(metric_margins={"accuracy": 0.02})
+    arm = ArmCounts(requests=10, labels={"accuracy": (8, 10)})
+    result = judge_canary(arm, arm, config, CanaryStep.of(config, 0), task="regression")
+    assert result.outcome is AnalysisOutcome.ERROR and "not a canary metric for task regression" in result.reason

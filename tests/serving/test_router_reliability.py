@@ -206,3 +206,41 @@ def test_ten_thousand_keys_split_10_90_and_stay_put_when_the_canary_grows(
     assert all(move == ("champion", "canary") for move in moved), "a key moved other than champion -> canary"
     share_50 = at_50.count("canary") / len(keys)
     assert 0.47 < share_50 < 0.53 and len(moved) > 3000
+
+
+def test_shed_mirrors_are_recorded_per_window_and_are_not_challenger_failures(
+        model_dir: Path, holdout: pd.DataFrame, tmp_path: Path) -> None:
+    """A shadow starved of CPU budget and queue sheds most mirrors: every mirror is either a logged
+    attempt or a counted shed (none lost, none double-counted), no shed one is a failure row, and the
+    shadow analysis of that real log finds no error and reports the coverage with its reasons."""
+    from gates.config import ShadowConfig
+    from gates.online import shadow_analysis
+    from serving.prediction_log import read_shed
+
+    shadow = ShadowMirrorConfig(queue_size=4, max_batch_rows=4, max_busy_share=0.002)
+    log_url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    config = ServingConfig(routing=RoutingConfig(shadow=shadow), prediction_log=PredictionLogConfig(url=log_url))
+    models = {"champion": str(model_dir), "challenger": str(model_dir)}
+    with ServerProcess(models, config, env={"MLGATE_ADMIN_TOKEN": TOKEN}) as server:
+        _put(server, {"mode": "shadow", "variants": [{"name": "champion", "weight": 100},
+                                                     {"name": "challenger", "weight": 0, "shadow": True}]})
+        answers = send(server.url + "/invocations", _bodies(holdout), 600, concurrency=8)
+        dropped = _metric(server, "mlgate_shadow_dropped_total", variant="challenger")
+    assert {a.status for a in answers} == {200}
+    logged = read_predictions(log_url)
+    attempted = logged[(logged["variant"] == "challenger") & (logged["shadow"] == 1)].drop_duplicates("request_id")
+    shed = read_shed(log_url)
+    shed_total = int(shed.loc[shed["variant"] == "challenger", "count"].sum())
+    assert set(attempted["status"]) == {200}, "a shed mirror must never appear as a failed shadow row"
+    assert shed_total > 100 and dropped > 0, f"the starved shadow shed only {shed_total} mirrors"
+    assert len(attempted) + shed_total == 600, (len(attempted), shed_total)
+    assert set(shed["reason"]) <= {"queue_full", "cpu_budget", "closing"}
+    assert len(shed) < 60, f"{len(shed)} shed rows for {shed_total} shed mirrors: recording must be per window"
+    reasons = shed.groupby("reason")["count"].sum().to_dict()
+    result = shadow_analysis(logged, ShadowConfig(min_requests=10, min_coverage=0.9), None, task="binary",
+                             shed=reasons)
+    checks = {c.name: c for c in result.result.checks}
+    assert checks["error_rate"].observed == 0.0
+    assert checks["coverage"].details["outcome"] == "Inconclusive"
+    assert result.outcome.value == "Inconclusive", result.reason  # too little coverage: never Failed
+    assert f"{shed_total} shed: " in checks["coverage"].message
