@@ -1,71 +1,147 @@
-"""The demo's second candidate: a degraded model that a lenient config lets through the offline gates,
-so that the online rollout has to catch it (DESIGN §8: the offline gates are not the last line).
+"""The demo's second candidate: the champion it is rolled out against, with a share of its answers spoiled.
 
-It lives in its own project directory (reports/demo/degraded/params.yaml) that reuses the repository's
-data splits and expectation suite, so its reports never overwrite those of the real pipeline run.
+Whatever happened to the first rollout (promoted or rolled back), this candidate is worse than the
+model that is champion *now*, by a measured amount: it wraps that very model (pipelines.faulty_model)
+and perturbs a share of its rows, sized so that the label metric the canary judges drops by at least
+`DEGRADE_FACTOR` times the demo's margin on the holdout. It is registered straight as the challenger,
+without the offline gates: it stands for a regression that the offline evaluation missed, which the
+online analysis must catch on live labels (DESIGN §8). The share is checked on the holdout before
+registration; a champion too weak to be degraded that much is refused with the numbers.
 """
 
 from __future__ import annotations
 
-import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
+import numpy as np
+import pandas as pd
 
-from gates.result import ExitCode
-from pipelines.cli import main as mlgate
+from pipelines import registry
 from pipelines.context import RunContext
+from pipelines.data import load_split
 from pipelines.errors import GateRefused
+from pipelines.faulty_model import Faults, log_faulty_model, save_faulty_model
 
-DEGRADED_DIR = Path("reports/demo/degraded")
-# A logistic regression regularised until it almost never predicts churn: accuracy ~0.87 against the
-# gradient-boosting champion's ~0.95 on the production split.
-DEGRADED_TRAIN = {"estimator": "logistic_regression", "hyperparams": {"C": 0.01}}
-OFFLINE_GATES = ("data", "quality", "edge_cases", "latency")
-
-
-def lenient_params(ctx: RunContext, project: Path) -> dict[str, Any]:
-    """params.yaml of the degraded run: every relative quality rule relaxed, slices and deepchecks off."""
-    raw = ctx.params.model_dump(mode="json", exclude_none=True)
-    back = Path(os.path.relpath(ctx.base_dir, project))
-    raw["data"]["dir"] = str(back / ctx.params.data.dir)
-    suite = ctx.params.gates.data.suite or f"expectations/{ctx.params.model.name}.json"
-    raw["gates"]["data"]["suite"] = str(back / suite)
-    raw["train"].update(DEGRADED_TRAIN)
-    quality = raw["gates"]["quality"]
-    quality["metrics"] = {name: {"greater_is_better": rule["greater_is_better"], "max_regression": 1.0}
-                          for name, rule in quality["metrics"].items()}
-    quality["slices"] = {**quality["slices"], "categorical": [], "numeric": {}}
-    quality["max_gap"] = {}
-    quality["deepchecks"] = {**quality["deepchecks"], "enabled": False}
-    return raw
+DEGRADE_FACTOR = 3.0  # the fault is sized to this many times the canary margin (the issue asks >= 2)
+MAX_SHARE = 0.4
+SIZING_TRIES = 4
 
 
-def write_project(ctx: RunContext) -> Path:
-    project = ctx.base_dir / DEGRADED_DIR
-    project.mkdir(parents=True, exist_ok=True)
-    path = project / "params.yaml"
-    header = "# Written by `mlgate demo`: a deliberately degraded candidate under a lenient config.\n"
-    path.write_text(header + yaml.safe_dump(lenient_params(ctx, project), sort_keys=False))
-    return path
+@dataclass(frozen=True)
+class Degradation:
+    metric: str
+    champion: float
+    degraded: float
+    margin: float
+    faults: Faults
+
+    @property
+    def harm(self) -> float:
+        """How much worse on the holdout, in the metric's own direction (accuracy drop, MAE rise)."""
+        return self.champion - self.degraded if self.metric == "accuracy" else self.degraded - self.champion
+
+    def describe(self) -> str:
+        return (f"holdout {self.metric} {self.champion:.4f} -> {self.degraded:.4f} (harm {self.harm:.4f}, "
+                f"{self.harm / self.margin:.1f}x the canary margin {self.margin:g}); {self.faults.describe()}")
 
 
-def register_degraded(ctx: RunContext, log: Any) -> str:
-    """Train the degraded model, run every offline gate and the verdict, register it; its version."""
-    params = str(write_project(ctx))
-    tracking = ["--tracking-uri", ctx.tracking_uri]
-    log(f"demo: degraded candidate ({DEGRADED_TRAIN}) under a lenient config: {params}")
-    _must(mlgate(["train", "--params", params, *tracking]), "train")
-    for gate in OFFLINE_GATES:
-        _must(mlgate(["gate", gate, "--params", params, "--report-only", *tracking]), f"gate {gate}")
-    if mlgate(["verdict", "--params", params]) != ExitCode.OK:
-        raise GateRefused("the lenient offline gates blocked the degraded candidate; see its report.md")
-    _must(mlgate(["register", "--params", params, *tracking]), "register")
-    registration = RunContext.load(params, ctx.tracking_uri).base_dir / "reports" / "registration.json"
-    return str(yaml.safe_load(registration.read_text())["version"])
+def canary_metric(task: str) -> str:
+    """The label metric the demo's canary judges for this task."""
+    return "mae" if task == "regression" else "accuracy"
 
 
-def _must(code: int, what: str) -> None:
-    if code != ExitCode.OK:
-        raise GateRefused(f"demo: `mlgate {what}` for the degraded candidate exited {code}")
+def plan_degradation(task: str, labels: pd.Series, champion_out: np.ndarray, classes: list[Any],
+                     margin: float) -> Faults:
+    """Faults expected to worsen the champion's metric by DEGRADE_FACTOR x margin on these rows."""
+    if task == "regression":
+        truth = labels.to_numpy(dtype=float)
+        mae = float(np.mean(np.abs(truth - champion_out.astype(float))))
+        share = 0.2  # MAE margin is relative: rise needed = factor x margin x MAE, from a fifth of the rows
+        return Faults(perturb_share=share, shift=DEGRADE_FACTOR * margin * mae / share * 1.5)
+    accuracy = float(np.mean(_text(champion_out) == _text(labels.to_numpy())))
+    edge = 2 * accuracy - 1  # swapping a right answer loses 1, a wrong one gains at most 1
+    if edge <= 0:
+        raise GateRefused(f"demo: the champion's holdout accuracy {accuracy:.3f} is no better than chance; "
+                          "there is no answer worth spoiling")
+    share = min(MAX_SHARE, DEGRADE_FACTOR * margin / edge * 1.1)
+    return Faults(perturb_share=share, classes=list(classes))
+
+
+def degrade_champion(ctx: RunContext, margin: float, out_dir: Path) -> tuple[Path, Degradation]:
+    """Save the degraded wrapper of the current champion to `out_dir`; the harm measured on the holdout.
+    Returns the champion's model directory and the degradation."""
+    import mlflow.pyfunc
+
+    from serving.loading import local_model_path
+
+    name, uri = ctx.params.model.name, ctx.tracking_uri
+    champion = registry.version_by_alias(uri, name, registry.CHAMPION)
+    if champion is None:
+        raise GateRefused(f"demo: model {name!r} has no alias champion to degrade")
+    base = local_model_path(f"models:/{name}/{champion.version}")
+    holdout = load_split(ctx.params.data, "test", ctx.base_dir)
+    features, labels = holdout[ctx.params.data.features], holdout[ctx.params.model.target]
+    ints = features.select_dtypes(include="integer").columns  # the signature declares them as doubles
+    features = features.astype({c: "float64" for c in ints})
+    champion_model = mlflow.pyfunc.load_model(str(base))
+    champion_out = np.asarray(champion_model.predict(features))
+    task, metric = ctx.params.model.task, canary_metric(ctx.params.model.task)
+    classes = sorted(pd.unique(labels).tolist(), key=str) if task != "regression" else []
+    faults = plan_degradation(task, labels, champion_out, classes, margin)
+    for _ in range(SIZING_TRIES):  # on a small holdout the hashed share is noisy: grow it to the target
+        save_faulty_model(base, out_dir, faults)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # MLflow's hint about type hints on predict
+            degraded_out = np.asarray(mlflow.pyfunc.load_model(str(out_dir)).predict(features))
+        result = Degradation(metric, _score(metric, labels, champion_out), _score(metric, labels, degraded_out),
+                             margin, faults)
+        if result.harm >= DEGRADE_FACTOR * margin or faults.perturb_share >= MAX_SHARE:
+            break
+        grow = DEGRADE_FACTOR * margin / max(result.harm, margin / 10)
+        faults = replace(faults, perturb_share=min(MAX_SHARE, faults.perturb_share * grow))
+        shutil.rmtree(out_dir)
+    if result.harm < 2 * margin:
+        raise GateRefused(f"demo: the degraded candidate is not degraded enough to prove anything: {result.describe()}")
+    return base, result
+
+
+def register_degraded(ctx: RunContext, margin: float, log: Callable[[str], None]) -> str:
+    """Build, check and register the degraded champion as alias challenger; its version."""
+    import mlflow
+
+    name = ctx.params.model.name
+    with tempfile.TemporaryDirectory(prefix="mlgate-degraded-") as tmp:
+        base, degradation = degrade_champion(ctx, margin, Path(tmp) / "checked")
+        log(f"demo: degraded candidate = the current champion with {degradation.describe()}")
+        registry.client(ctx.tracking_uri)
+        mlflow.set_experiment(name)
+        tags = {"mlgate.stage": "candidate", "mlgate.demo": "degraded champion (not gated offline)",
+                "mlgate.verdict": "NOT_GATED"}
+        with mlflow.start_run(run_name="demo-degraded-candidate", tags=tags):
+            mlflow.log_metrics({f"holdout_{degradation.metric}": degradation.degraded,
+                                f"champion_holdout_{degradation.metric}": degradation.champion})
+            model_uri = log_faulty_model(base, degradation.faults, Path(tmp))
+        ref = registry.register_version(ctx.tracking_uri, name, model_uri,
+                                        {**tags, "mlgate.fault": degradation.faults.describe()})
+    registry.set_alias(ctx.tracking_uri, name, registry.CHALLENGER, ref.version)
+    log(f"demo: registered the degraded candidate as {name} version {ref.version} (alias challenger)")
+    return ref.version
+
+
+def _score(metric: str, labels: pd.Series, out: np.ndarray) -> float:
+    if metric == "mae":
+        return float(np.mean(np.abs(labels.to_numpy(dtype=float) - out.astype(float))))
+    return float(np.mean(_text(out) == _text(labels.to_numpy())))
+
+
+def _text(values: np.ndarray) -> np.ndarray:
+    """Labels compared as text, 1 and 1.0 alike (as the online analysis compares them)."""
+    from gates.online_frames import canonical
+
+    return np.array([canonical(v) for v in values], dtype=object)

@@ -27,18 +27,32 @@ from pipelines.rollout.store import RolloutStore
 from pipelines.rollout.wiring import RolloutSettings, build_controller, rollout_versions
 from pipelines.rollout_report import headline, timeline, write_report
 
-# The demo replays the 1,000-row production split in about a minute, so it proves non-inferiority with a
-# wider margin than params.yaml's, needs no approval, and accepts a new model family's shifted outputs
+# The demo replays the 1,000-row production split in about a minute, so it needs no approval, proves
+# non-inferiority within a wider margin than params.yaml's, and accepts a new model family's shifted outputs
 # (logistic regression -> gradient boosting moves scores by PSI ~0.9, correlation ~0.6 on this data).
+# The margin is on the task's label metric: accuracy for classifiers, MAE (relative) for regression.
+DEMO_MARGIN = {"accuracy": 0.03, "mae": 0.15}
 DEMO_ROLLOUT: dict = {
     "poll_interval_s": 1.0,
     "shadow": {"min_requests": 200, "min_agreement": 0.8, "min_score_correlation": 0.3, "max_output_psi": 2.0,
                "max_duration_s": 120},
     "canary": {"steps": [25, 50, 100], "approval_before": [], "approve_promotion": False,
-               "min_requests_per_step": 150, "min_labels_per_step": 100, "metric_margins": {"accuracy": 0.05},
+               "min_requests_per_step": 150, "min_labels_per_step": 100,
                "planned_labels": 600, "planned_requests": 1000, "error_rate_margin": 0.02,
                "latency_tolerance": 0.45, "max_step_duration_s": 120},
 }
+
+
+def demo_rollout(task: str) -> dict:
+    """DEMO_ROLLOUT with the canary margin of this task's label metric (no accuracy for regression)."""
+    from pipelines.demo_degraded import canary_metric
+
+    metric = canary_metric(task)
+    margins = {metric: DEMO_MARGIN[metric]}
+    shadow = dict(DEMO_ROLLOUT["shadow"])
+    if task == "regression":
+        shadow.pop("min_agreement")
+    return {**DEMO_ROLLOUT, "shadow": shadow, "canary": {**DEMO_ROLLOUT["canary"], "metric_margins": margins}}
 
 
 def with_rollout(ctx: RunContext, overrides: dict) -> RunContext:
@@ -67,22 +81,25 @@ class LifecycleResult:
 
 def run_lifecycle_demo(ctx: RunContext, *, version: str | None = None, rate_rps: float = 150.0,
                        feedback_delay_s: float = 1.0, poll_s: float = 1.0, max_duration_s: float = 300.0,
-                       rollout_overrides: dict | None = DEMO_ROLLOUT,
+                       rollout_overrides: dict | None = None, demo_settings: bool = True,
                        out: Callable[[str], None] = console.info) -> LifecycleResult:
     """Serve the champion on a free 127.0.0.1 port, roll out `version` (default: alias challenger), stop.
 
     Needs: the model registered with alias `champion` and a challenger version (alias `challenger`, or
     `version`), and the `production` split under data/. `rollout_overrides` replace params.yaml's
-    `rollout:` keys (default DEMO_ROLLOUT; None keeps params.yaml). Prints one line per decision and the
+    `rollout:` keys (default, with `demo_settings`: DEMO_ROLLOUT for the model's task; else params.yaml). Prints one line per decision and the
     timeline; writes reports/rollout/<model>-v<version>.md and plots/rollout/<model>-v<version>.png.
     """
     from serving.runtime import ServerProcess
 
+    if rollout_overrides is None and demo_settings:
+        rollout_overrides = demo_rollout(ctx.params.model.task)
     if rollout_overrides:
         ctx = with_rollout(ctx, rollout_overrides)
         canary = ctx.params.rollout.canary
-        out(f"lifecycle: demo rollout settings: steps {canary.steps}%, accuracy margin "
-            f"{canary.metric_margins.get('accuracy')}, no approval pause (pipelines/lifecycle.py DEMO_ROLLOUT)")
+        margins = ", ".join(f"{m} margin {v:g}" for m, v in canary.metric_margins.items()) or "no label metric"
+        out(f"lifecycle: demo rollout settings: steps {canary.steps}%, {margins}, no approval pause "
+            "(pipelines/lifecycle.py DEMO_ROLLOUT)")
     challenger, champion = rollout_versions(ctx, version)
     token, log_url = secrets.token_hex(16), resolve_log_url(_log_url(ctx), ctx.base_dir)
     tracking = resolve_log_url(ctx.tracking_uri, ctx.base_dir)  # a relative sqlite path, made absolute

@@ -4,8 +4,9 @@
 so the comparison is real); 3. `dvc repro` (every gate on the stronger candidate, then the verdict) and
 print the verdict table and where report.html is; 4. register the candidate and roll it out live
 (shadow, canary steps with analysis, promotion) under replayed production traffic with late labels;
-5. a deliberately degraded candidate that a lenient config lets through offline, rolled back online.
-Steps 4-5 are skipped with --offline-only.
+5. a degraded copy of whatever is champion then (pipelines/demo_degraded.py), registered without the
+offline gates and rolled back online on the task's label metric. Exit 0 only when both decisions are
+right. Steps 4-5 are skipped with --offline-only.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from gates.result import ExitCode, Status
 from pipelines import console
 from pipelines.context import RunContext
 from pipelines.errors import UsageError
+from pipelines.rollout.state import RolloutState
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,23 +70,47 @@ def _absolute_tracking(ctx: RunContext) -> RunContext:
 
 
 def _online(ctx: RunContext) -> int:
-    """Register and roll out the gated candidate, then show a degraded one rolled back online."""
-    from pipelines.demo_degraded import register_degraded
-    from pipelines.lifecycle import run_lifecycle_demo
+    """Register and roll out the gated candidate, then a degraded copy of whatever is champion then.
+
+    Exit 0 only when the gated candidate was promoted and the degraded one rolled back; otherwise 1,
+    with a last line saying which decision went wrong and why.
+    """
+    from pipelines.demo_degraded import canary_metric, register_degraded
+    from pipelines.lifecycle import DEMO_MARGIN, run_lifecycle_demo
     from pipelines.registration import register_candidate
     from pipelines.rollout_report import headline
 
     registration = register_candidate(ctx)
     console.info(f"demo: registered {ctx.params.model.name} version {registration.version.version} (alias challenger)")
     first = run_lifecycle_demo(ctx, version=registration.version.version)
-    degraded_version = register_degraded(ctx, console.info)
+    metric = canary_metric(ctx.params.model.task)
+    degraded_version = register_degraded(ctx, DEMO_MARGIN[metric], console.info)
     second = run_lifecycle_demo(ctx, version=degraded_version)
     console.table("mlgate demo: lifecycle", ["candidate", "version", "outcome", "why"], [
         ("gated candidate", registration.version.version, first.state.position.phase, headline(first.state)),
         ("degraded candidate", degraded_version, second.state.position.phase, headline(second.state)),
     ])
-    expected = first.promoted and not second.promoted
-    return int(ExitCode.OK if expected else ExitCode.GATE_FAILED)
+    wrong = []
+    if not first.promoted:
+        wrong.append(f"the gated candidate v{registration.version.version} was not promoted "
+                     f"({first.state.position.phase}: {first.state.reason})")
+    if second.state.position.phase != "rolled_back":
+        wrong.append(f"the degraded candidate v{degraded_version} was not rolled back "
+                     f"({second.state.position.phase}: {second.state.reason})")
+    elif not _decided_on(second.state, metric):
+        wrong.append(f"the degraded candidate v{degraded_version} was rolled back, but not on {metric} "
+                     f"({second.state.reason})")
+    if wrong:
+        console.error("mlgate demo: wrong decision: " + "; ".join(wrong))
+        return int(ExitCode.GATE_FAILED)
+    console.info(f"mlgate demo: right decisions: gated candidate v{registration.version.version} promoted, "
+                 f"degraded candidate v{degraded_version} rolled back on {metric}")
+    return int(ExitCode.OK)
+
+
+def _decided_on(state: RolloutState, metric: str) -> bool:
+    """The rollback reason is the label metric's check (`accuracy delta ...`), not a proxy such as PSI."""
+    return f"{metric} delta" in state.reason
 
 
 def _ensure_champion(ctx: RunContext, estimator: str) -> None:

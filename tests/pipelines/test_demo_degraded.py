@@ -1,0 +1,80 @@
+"""The demo's degraded candidate and the faulty-model wrapper behind it, on a real champion in MLflow."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipelines import registry
+from pipelines.context import RunContext
+from pipelines.data import load_split
+from pipelines.demo_degraded import degrade_champion, register_degraded
+from pipelines.errors import GateRefused
+from pipelines.faulty_model import Faults, save_faulty_model
+from serving.loading import local_model_path
+
+
+@pytest.fixture()
+def champion_ctx(project, mlflow_uri):
+    project.prepare_and_register_champion("degraded_demo", mlflow_uri)
+    return RunContext.load(str(project.params_path), mlflow_uri)
+
+
+def _holdout(ctx: RunContext):
+    frame = load_split(ctx.params.data, "test", ctx.base_dir)
+    features = frame[ctx.params.data.features]
+    ints = features.select_dtypes(include="integer").columns
+    return features.astype({c: "float64" for c in ints}), frame[ctx.params.model.target]
+
+
+def test_degraded_candidate_is_worse_than_the_champion_it_wraps_by_at_least_twice_the_margin(champion_ctx):
+    import mlflow.pyfunc
+
+    ctx = champion_ctx
+    out = ctx.base_dir / "degraded"
+    _, degradation = degrade_champion(ctx, 0.03, out)
+    assert degradation.metric == "accuracy" and degradation.harm >= 0.06, degradation.describe()
+    features, labels = _holdout(ctx)
+    model = mlflow.pyfunc.load_model(str(out))
+    first, second = np.asarray(model.predict(features)), np.asarray(model.predict(features.iloc[::-1]))[::-1]
+    assert (first == second).all(), "a row must get the same answer whatever the batch around it"
+    champion = registry.version_by_alias(ctx.tracking_uri, ctx.params.model.name, registry.CHAMPION)
+    base = mlflow.pyfunc.load_model(str(local_model_path(f"models:/{ctx.params.model.name}/{champion.version}")))
+    changed = float(np.mean(np.asarray(base.predict(features)) != first))
+    assert changed == pytest.approx(degradation.faults.perturb_share, abs=0.05)
+    assert set(first) <= set(labels)
+
+
+def test_degraded_candidate_is_registered_as_challenger_and_marked_not_gated(champion_ctx):
+    ctx = champion_ctx
+    version = register_degraded(ctx, 0.03, lambda line: None)
+    name = ctx.params.model.name
+    assert registry.version_by_alias(ctx.tracking_uri, name, registry.CHALLENGER).version == version
+    tags = registry.client(ctx.tracking_uri).get_model_version(name, version).tags
+    assert tags["mlgate.verdict"] == "NOT_GATED" and "label swapped" in tags["mlgate.fault"]
+
+
+def test_a_margin_too_wide_for_the_champion_is_refused_with_the_numbers(champion_ctx):
+    with pytest.raises(GateRefused, match="not degraded enough"):
+        degrade_champion(champion_ctx, 0.45, champion_ctx.base_dir / "too-wide")
+
+
+def test_faulty_model_raises_for_its_error_rows_and_on_every_call_when_told(champion_ctx, tmp_path):
+    import mlflow.pyfunc
+
+    ctx = champion_ctx
+    champion = registry.version_by_alias(ctx.tracking_uri, ctx.params.model.name, registry.CHAMPION)
+    base = local_model_path(f"models:/{ctx.params.model.name}/{champion.version}")
+    features, _ = _holdout(ctx)
+    errors = mlflow.pyfunc.load_model(str(save_faulty_model(base, tmp_path / "errors", Faults(error_share=0.05))))
+    failed = 0
+    for i in range(len(features)):
+        try:
+            errors.predict(features.iloc[[i]])
+        except Exception as exc:  # noqa: BLE001 - MLflow wraps the model's error
+            assert "set to fail" in str(exc)
+            failed += 1
+    assert failed / len(features) == pytest.approx(0.05, abs=0.03)
+    always = mlflow.pyfunc.load_model(str(save_faulty_model(base, tmp_path / "raise", Faults(raise_always=True))))
+    with pytest.raises(Exception, match="raises on every call"):
+        always.predict(features.head(3))
