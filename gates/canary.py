@@ -71,17 +71,24 @@ def must_prove(config: CanaryConfig, index: int) -> bool:
 
 
 def judge_canary(champion: ArmCounts, challenger: ArmCounts, config: CanaryConfig, step: CanaryStep,
-                 *, task: str = "binary") -> OnlineAnalysis:
-    """The canary decision for one look, from counts alone."""
+                 *, task: str = "binary", label_conflicts: int = 0) -> OnlineAnalysis:
+    """The canary decision for one look, from counts alone; `label_conflicts` (labels that differ from
+    the first label of their row, which stands) are reported as a warning, never used."""
     started = time.perf_counter()
     prove = must_prove(config, step.index)
     checks = [srm_check(champion, challenger, config, step), error_rate_check(champion, challenger, config, prove)]
     checks += [label_metric_check(m, margin, champion, challenger, config, prove, task)
                for m, margin in config.metric_margins.items()]
     checks += [latency_check(champion, challenger, config), progress_check(challenger, config)]
+    if label_conflicts:
+        checks.append(check("label_conflicts", O.SUCCESSFUL, f"{label_conflicts} label(s) differ from the first label "
+                            "of their row and were not used (the first label stands; correct one with "
+                            "\"correction\": true)", value=label_conflicts, threshold=0, expected="no conflicting labels",
+                            warn=True))
     counts = {"weight": step.weight, "champion_requests": champion.requests,
               "challenger_requests": challenger.requests, "step_requests": challenger.step_requests,
-              "step_labels": challenger.step_labels, "elapsed_s": round(step.elapsed_s, 1)}
+              "step_labels": challenger.step_labels, "elapsed_s": round(step.elapsed_s, 1),
+              "label_conflicts": label_conflicts}
     return analysis(GATE, checks, started, counts, headline=(*config.metric_margins, "error_rate"))
 
 

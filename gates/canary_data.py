@@ -19,6 +19,7 @@ from gates.online_frames import (
     as_float,
     canonical,
     canonical_series,
+    label_conflicts,
     labelled,
     ok,
     requests_of,
@@ -43,7 +44,7 @@ def canary_analysis(
     served = preds[~preds["shadow"].astype(bool)]
     arms = [arm_counts(variant_rows(served, name), feedback, config, step_started=step_started,
                        positive_class=positive_class) for name in (champion, challenger)]
-    return judge_canary(*arms, config, step, task=task)
+    return judge_canary(*arms, config, step, task=task, label_conflicts=label_conflicts(feedback))
 
 
 def arm_counts(rows: pd.DataFrame, feedback: pd.DataFrame, config: CanaryConfig, *, step_started: float,

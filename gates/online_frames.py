@@ -49,12 +49,39 @@ def paired(champion: pd.DataFrame, challenger: pd.DataFrame) -> pd.DataFrame:
 
 
 def labelled(rows: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame:
-    """Served rows answered with 200 joined to their latest label; rows without a label are dropped."""
+    """Served rows answered with 200 joined to their standing label; rows without a label are dropped.
+
+    The first label of a row stands; an explicit correction (the latest) replaces it; conflicts (a later,
+    different label, whether the server marked it or two replicas raced) are never used.
+    """
+    labels = standing_labels(feedback)[[*KEY, "label"]]
+    return ok(rows).merge(labels, on=KEY, how="inner")
+
+
+def standing_labels(feedback: pd.DataFrame) -> pd.DataFrame:
+    """One row per (request_id, row_index): the latest correction, else the first label."""
     labels = feedback.dropna(subset=["label"])
     if "ts" in labels.columns:
         labels = labels.sort_values("ts", kind="stable")
-    labels = labels.drop_duplicates(KEY, keep="last")[[*KEY, "label"]]
-    return ok(rows).merge(labels, on=KEY, how="inner")
+    kind = labels["kind"] if "kind" in labels.columns else pd.Series("label", index=labels.index)
+    firsts = labels[~kind.isin(["correction", "conflict"])].drop_duplicates(KEY, keep="first")
+    corrections = labels[kind == "correction"].drop_duplicates(KEY, keep="last")
+    return pd.concat([corrections, firsts]).drop_duplicates(KEY, keep="first")
+
+
+def label_conflicts(feedback: pd.DataFrame) -> int:
+    """Labels that differ from the first label of their row (marked conflicts, and replicas that raced);
+    corrections are not conflicts."""
+    labels = feedback.dropna(subset=["label"])
+    if labels.empty:
+        return 0
+    if "ts" in labels.columns:
+        labels = labels.sort_values("ts", kind="stable")
+    kind = labels["kind"] if "kind" in labels.columns else pd.Series("label", index=labels.index)
+    plain = labels[kind != "correction"]
+    firsts = labels[~kind.isin(["correction", "conflict"])].drop_duplicates(KEY, keep="first")
+    joined = plain[[*KEY, "label"]].merge(firsts[[*KEY, "label"]].rename(columns={"label": "first"}), on=KEY)
+    return int((joined["label"].astype(str) != joined["first"].astype(str)).sum())
 
 
 def features_frame(rows: pd.DataFrame) -> pd.DataFrame:

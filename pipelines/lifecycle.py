@@ -101,21 +101,23 @@ def run_lifecycle_demo(ctx: RunContext, *, version: str | None = None, rate_rps:
         out(f"lifecycle: demo rollout settings: steps {canary.steps}%, {margins}, no approval pause "
             "(pipelines/lifecycle.py DEMO_ROLLOUT)")
     challenger, champion = rollout_versions(ctx, version)
-    token, log_url = secrets.token_hex(16), resolve_log_url(_log_url(ctx), ctx.base_dir)
+    token, labels_token = secrets.token_hex(16), secrets.token_hex(16)
+    log_url = resolve_log_url(_log_url(ctx), ctx.base_dir)
     tracking = resolve_log_url(ctx.tracking_uri, ctx.base_dir)  # a relative sqlite path, made absolute
     config = ctx.params.serving.model_copy(update={
         "prediction_log": ctx.params.serving.prediction_log.model_copy(update={"url": log_url})})
-    env = {"MLGATE_ADMIN_TOKEN": token, "MLFLOW_TRACKING_URI": tracking}
+    env = {"MLGATE_ADMIN_TOKEN": token, "MLGATE_FEEDBACK_TOKEN": labels_token, "MLFLOW_TRACKING_URI": tracking}
     out(f"lifecycle: serving champion v{champion} of {ctx.params.model.name}; rolling out v{challenger}")
     with ServerProcess({"champion": f"models:/{ctx.params.model.name}/{champion}"}, config, env=env) as server:
         settings = RolloutSettings(server.url, token, log_url)
-        return roll_out_live(ctx, settings, challenger, champion, rate_rps=rate_rps,
+        return roll_out_live(ctx, settings, challenger, champion, rate_rps=rate_rps, feedback_token=labels_token,
                              feedback_delay_s=feedback_delay_s, poll_s=poll_s, max_duration_s=max_duration_s, out=out)
 
 
 def roll_out_live(ctx: RunContext, settings: RolloutSettings, challenger: str, champion: str, *,
                   rate_rps: float, feedback_delay_s: float, poll_s: float, max_duration_s: float,
-                  resume: bool = False, out: Callable[[str], None] = console.info) -> LifecycleResult:
+                  resume: bool = False, feedback_token: str | None = None,
+                  out: Callable[[str], None] = console.info) -> LifecycleResult:
     """Against a running server: start the rollout (or `resume` the current one), replay traffic in the
     background, and run the controller until the rollout ends or pauses."""
     controller = build_controller(ctx, settings)
@@ -123,7 +125,7 @@ def roll_out_live(ctx: RunContext, settings: RolloutSettings, challenger: str, c
                        ttl_s=ctx.params.rollout.lock_ttl_s, on_takeover=out)
     stop, stats, show = threading.Event(), [], _printer(out)
     traffic = threading.Thread(target=lambda: stats.append(_replay(ctx, settings, rate_rps, feedback_delay_s,
-                                                                   max_duration_s, stop)), daemon=True)
+                                                                   max_duration_s, stop, feedback_token)), daemon=True)
     with lock:
         if not resume:
             show(controller.start(challenger, champion, ctx.params.rollout.canary, uuid.uuid4().hex[:12]))
@@ -138,11 +140,11 @@ def roll_out_live(ctx: RunContext, settings: RolloutSettings, challenger: str, c
 
 
 def _replay(ctx: RunContext, settings: RolloutSettings, rate_rps: float, feedback_delay_s: float,
-            max_duration_s: float, stop: threading.Event) -> ReplayStats:
+            max_duration_s: float, stop: threading.Event, feedback_token: str | None) -> ReplayStats:
     frame = load_split(ctx.params.data, "production", ctx.base_dir)
     loops = 1000  # cycle through the split until the rollout ends (bounded by time and `stop`)
     plan = ReplayPlan(settings.endpoint, rate_rps, feedback_delay_s, None, loops, f"{uuid.uuid4().hex[:8]}-",
-                      max_duration_s=max_duration_s)
+                      max_duration_s=max_duration_s, feedback_token=feedback_token)
     return replay_rows(frame, ctx.params.data.features, ctx.params.model.target, "row_id", plan, stop)
 
 
@@ -151,7 +153,8 @@ def _finish(ctx: RunContext, state: RolloutState, stats: ReplayStats, out: Calla
     events = store.events(state)
     report_md, plot = write_report(state, events, ctx.base_dir)
     out(f"lifecycle: replayed {stats.sent} requests ({stats.achieved_rps:.0f} rps), statuses {dict(stats.statuses)}, "
-        f"{stats.feedback_accepted} labels accepted")
+        f"{stats.feedback_accepted} labels accepted" + (f", {stats.feedback_refused} refused" if stats.feedback_refused
+                                                         else ""))
     console.table(f"rollout timeline of v{state.version}", ["t (s)", "event", "traffic after", "outcome"],
                   [(f"{r.at_s:.1f}", r.kind, r.traffic, r.outcome) for r in timeline(state, events)])
     out(f"lifecycle: {headline(state)}")

@@ -39,6 +39,7 @@ class ReplayPlan:
     concurrency: int = 8
     timeout_s: float = 10.0
     max_duration_s: float = 600.0
+    feedback_token: str | None = None  # the server's MLGATE_FEEDBACK_TOKEN: labels are an authenticated write
 
     def __post_init__(self) -> None:
         host = urlparse(self.endpoint).hostname
@@ -56,6 +57,7 @@ class ReplayStats:
     feedback_posted: int = 0
     feedback_accepted: int = 0
     feedback_unknown: int = 0
+    feedback_refused: int = 0  # labels in batches the server refused (e.g. 401/403: no or a wrong token)
     transport_errors: int = 0
     duration_s: float = 0.0
 
@@ -163,7 +165,8 @@ class _Replay:
 
     async def _post(self, client: httpx.AsyncClient, batch: list[dict[str, Any]]) -> None:
         try:
-            response = await client.post("/feedback", json=batch)
+            headers = {"Authorization": f"Bearer {self.plan.feedback_token}"} if self.plan.feedback_token else None
+            response = await client.post("/feedback", json=batch, headers=headers)
         except httpx.HTTPError:
             self.stats.transport_errors += 1
             return
@@ -172,3 +175,5 @@ class _Replay:
             body = response.json()
             self.stats.feedback_accepted += int(body.get("accepted", 0))
             self.stats.feedback_unknown += int(body.get("unknown", 0))
+        else:
+            self.stats.feedback_refused += len(batch)

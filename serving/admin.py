@@ -50,8 +50,11 @@ def add_admin_routes(app: FastAPI, state: ServerState) -> None:
 
     @app.post("/feedback")
     async def feedback(request: Request) -> JSONResponse:
-        """Labels or rewards by request id (one item, a list, or {"feedback": [...]})."""
+        """Labels or rewards by request id (one item, a list, or {"feedback": [...]}); bearer feedback token."""
         try:
+            require_token(state.feedback_token, request.headers.get("authorization"), "MLGATE_FEEDBACK_TOKEN",
+                          "labels")
+            require_json(request.headers.get("content-type"))
             items = parse_feedback(await json_body(request, MAX_FEEDBACK_BODY_BYTES))
             return JSONResponse(await state.feedback.accept(items))
         except RequestError as exc:
@@ -59,14 +62,28 @@ def add_admin_routes(app: FastAPI, state: ServerState) -> None:
 
 
 def require_admin(expected: str | None, authorization: str | None) -> None:
-    """Pass only with the configured bearer token (constant-time comparison)."""
+    """Pass only with the configured admin bearer token (constant-time comparison)."""
+    require_token(expected, authorization, "MLGATE_ADMIN_TOKEN", "route changes")
+
+
+def require_token(expected: str | None, authorization: str | None, env: str, what: str) -> None:
+    """Pass only with the bearer token `expected` (read from `env`): 401 without one, 403 with another,
+    503 when the server has none (the write is then refused, never open)."""
     if not expected:
-        raise RequestError(503, "admin_disabled", "route changes are disabled: the server has no MLGATE_ADMIN_TOKEN")
+        code = "admin_disabled" if env == "MLGATE_ADMIN_TOKEN" else "feedback_disabled"
+        raise RequestError(503, code, f"{what} are disabled: the server has no {env}")
     scheme, _, token = (authorization or "").strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise RequestError(401, "unauthorized", "send Authorization: Bearer <MLGATE_ADMIN_TOKEN>")
-    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        raise RequestError(403, "forbidden", "the bearer token is not the server's MLGATE_ADMIN_TOKEN")
+        raise RequestError(401, "unauthorized", f"send Authorization: Bearer <{env}>")
+    if not hmac.compare_digest(token.strip().encode("utf-8", "replace"), expected.encode()):
+        raise RequestError(403, "forbidden", f"the bearer token is not the server's {env}")
+
+
+def require_json(content_type: str | None) -> None:
+    """Writes take application/json only: a browser's cross-origin text/plain POST (no preflight) is 415."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise RequestError(415, "unsupported_media_type", f"send Content-Type: application/json, not {media or 'none'!r}")
 
 
 async def replace_routes(state: ServerState, body: Any) -> dict[str, Any]:

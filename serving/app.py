@@ -33,6 +33,7 @@ from serving.state import ServerState, VariantLoader
 from serving.variants import load_variant
 
 ADMIN_TOKEN_ENV = "MLGATE_ADMIN_TOKEN"
+FEEDBACK_TOKEN_ENV = "MLGATE_FEEDBACK_TOKEN"
 
 
 def create_app(
@@ -43,11 +44,14 @@ def create_app(
     router: Router | None = None,
     routes: RouteTable | None = None,
     admin_token: str | None = None,
+    feedback_token: str | None = None,
 ) -> FastAPI:
     """An app serving each `{variant name: MLflow model URI}` by the route table `routes` (default:
-    the first model takes all traffic). `admin_token` enables PUT /routes; `router` replaces the
-    table's own routing (tests, custom policies)."""
-    state = ServerState(model_uris, config or ServingConfig(), ServerMetrics(), loader, router, routes, admin_token)
+    the first model takes all traffic). `admin_token` enables PUT /routes, `feedback_token` POST
+    /feedback (a separate credential: labels come from another system); `router` replaces the table's
+    own routing (tests, custom policies)."""
+    state = ServerState(model_uris, config or ServingConfig(), ServerMetrics(), loader, router, routes, admin_token,
+                        feedback_token)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -118,14 +122,15 @@ def run_server(
     routes: RouteTable | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM; `port`/`host` override `config.port`/`config.host`. Route
-    changes are enabled when the environment has MLGATE_ADMIN_TOKEN."""
+    changes are enabled when the environment has MLGATE_ADMIN_TOKEN, labels with MLGATE_FEEDBACK_TOKEN."""
     import uvicorn  # imported here: only the serving entry points need it
 
     config = config or ServingConfig()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     token = os.environ.get(ADMIN_TOKEN_ENV) or None
     uvicorn.run(
-        create_app(model_uris, config, routes=routes, admin_token=token),
+        create_app(model_uris, config, routes=routes, admin_token=token,
+                   feedback_token=os.environ.get(FEEDBACK_TOKEN_ENV) or None),
         host=host or config.host,
         port=config.port if port is None else port,
         loop=_fastest("uvloop", "uvloop", "asyncio"),

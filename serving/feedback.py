@@ -1,7 +1,10 @@
 """POST /feedback: labels and rewards joined to logged predictions by request id.
 
-A body is one item `{"request_id", "row_index"?: 0, "label"?, "reward"?}`, a list of them, or
-`{"feedback": [...]}`. Each item is matched with what every variant predicted for that row: first
+A body is one item `{"request_id", "row_index"?: 0, "label"?, "reward"?, "correction"?: false}`, a
+list of them, or `{"feedback": [...]}`. Feedback is idempotent per (request id, row): the first one
+stands; the same one again is a duplicate (ignored); a different one is a conflict (stored as such,
+counted, reported by the analysis, never replacing the first); only an item with `"correction":
+true` replaces it. Each item is matched with what every variant predicted for that row: first
 in memory (the most recent requests, so feedback right after a prediction needs no database read),
 then in the prediction log. Unknown request ids are counted and reported, never silently dropped.
 Known items are written to the feedback table and update the online metrics of each variant that
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import threading
 import time
 from collections import OrderedDict, defaultdict
@@ -29,7 +33,8 @@ from serving.metrics import RoutingMetrics
 from serving.prediction_log import PredictionEntry, label_text
 
 MAX_ITEMS = 10_000
-_ITEM_KEYS = {"request_id", "row_index", "label", "reward"}
+_ITEM_KEYS = {"request_id", "row_index", "label", "reward", "correction"}
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")  # as X-Request-Id: what a logged request can have
 _SHOWN_UNKNOWN = 10
 
 
@@ -39,6 +44,16 @@ class FeedbackItem:
     row_index: int
     label: Any
     reward: float | None
+    correction: bool = False
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.request_id, self.row_index
+
+    @property
+    def stored(self) -> tuple[str | None, float | None]:
+        """(label text, reward) as the feedback table holds them."""
+        return (None if self.label is None else label_text(self.label)), self.reward
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +85,9 @@ def _item(entry: Any, index: int) -> FeedbackItem:
     if unknown := sorted(set(entry) - _ITEM_KEYS):
         raise bad_request("invalid_feedback", f"{where}: unknown key(s) {unknown}; allowed: {sorted(_ITEM_KEYS)}")
     request_id, row_index = entry.get("request_id"), entry.get("row_index", 0)
-    if not isinstance(request_id, str) or not 0 < len(request_id) <= 128:
-        raise bad_request("invalid_feedback", f"{where}: request_id must be a string of 1-128 characters")
+    if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
+        raise bad_request("invalid_feedback", f"{where}: request_id must be 1-128 characters of A-Z a-z 0-9 "
+                          ". _ : @ / + = - (as X-Request-Id)")
     if isinstance(row_index, bool) or not isinstance(row_index, int) or row_index < 0:
         raise bad_request("invalid_feedback", f"{where}: row_index must be an integer >= 0, not {row_index!r}")
     label, reward = entry.get("label"), entry.get("reward")
@@ -82,7 +98,15 @@ def _item(entry: Any, index: int) -> FeedbackItem:
     if reward is not None and (isinstance(reward, bool) or not isinstance(reward, (int, float))
                                or not math.isfinite(reward)):
         raise bad_request("invalid_feedback", f"{where}: reward must be a finite number, not {reward!r}")
-    return FeedbackItem(request_id, row_index, label, None if reward is None else float(reward))
+    if isinstance(label, str) and not label.isascii():
+        try:
+            label.encode("utf-8")
+        except UnicodeEncodeError:
+            raise bad_request("invalid_feedback", f"{where}: label is not valid Unicode (a lone surrogate)") from None
+    correction = entry.get("correction", False)
+    if not isinstance(correction, bool):
+        raise bad_request("invalid_feedback", f"{where}: correction must be true or false, not {correction!r}")
+    return FeedbackItem(request_id, row_index, label, None if reward is None else float(reward), correction)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,25 +156,51 @@ class FeedbackJoin:
         self._correct: dict[str, int] = defaultdict(int)
         self._rewards: dict[str, int] = defaultdict(int)
         self._reward_sum: dict[str, float] = defaultdict(float)
+        self._given: OrderedDict[tuple[str, int], tuple[str | None, float | None]] = OrderedDict()
 
     async def accept(self, items: Sequence[FeedbackItem]) -> dict[str, Any]:
-        """Join, record and count `items`; the response body: accepted, unknown and some unknown ids."""
+        """Join, record and count `items`; the response body: accepted, duplicates, conflicts,
+        corrections, unknown and some unknown ids."""
         logged = await self._logged_rows(items)
+        standing = await self._standing(items, logged)
         now, rows, unknown = time.time(), [], []
+        outcome = {"accepted": 0, "duplicates": 0, "conflicts": 0, "corrections": 0}
         for item in items:
-            found = logged.get((item.request_id, item.row_index))
+            found = logged.get(item.key)
             if not found:
                 unknown.append(item.request_id)
                 continue
-            rows.append({"request_id": item.request_id, "row_index": item.row_index, "ts": now,
-                         "label": None if item.label is None else label_text(item.label), "reward": item.reward})
-            self._count(item, found)
+            kind = _kind_of(item, standing.get(item.key))
+            if kind == "duplicate":
+                outcome["duplicates"] += 1
+                continue
+            rows.append({"request_id": item.request_id, "row_index": item.row_index, "ts": now, "kind": kind,
+                         "label": item.stored[0], "reward": item.reward})
+            outcome[{"label": "accepted", "conflict": "conflicts", "correction": "corrections"}[kind]] += 1
+            if kind == "label":
+                standing[item.key] = item.stored
+                self._count(item, found)
+            elif kind == "correction":
+                standing[item.key] = item.stored
         if rows and self._log is not None:
             self._log.record_feedback(rows)
         if unknown:
             self._metrics.feedback_unknown.inc(len(unknown))
+        for name in ("duplicates", "conflicts", "corrections"):
+            if outcome[name]:
+                self._metrics.feedback_outcome.labels(name).inc(outcome[name])
         shown = list(dict.fromkeys(unknown))[:_SHOWN_UNKNOWN]
-        return {"accepted": len(rows), "unknown": len(unknown), "unknown_request_ids": shown}
+        return {**outcome, "unknown": len(unknown), "unknown_request_ids": shown}
+
+    async def _standing(self, items: Sequence[FeedbackItem], logged: dict[tuple[str, int], list[LoggedRow]],
+                        ) -> dict[tuple[str, int], tuple[str | None, float | None]]:
+        """The feedback already standing for the known rows of `items`: from memory, else the log."""
+        keys = [item.key for item in items if item.key in logged]
+        standing = {key: self._given[key] for key in keys if key in self._given}
+        missing = [key for key in keys if key not in standing]
+        if missing and self._log is not None:
+            standing.update(await asyncio.to_thread(self._log.feedback_of, missing))
+        return _Remembered(self._given, standing)
 
     async def _logged_rows(self, items: Sequence[FeedbackItem]) -> dict[tuple[str, int], list[LoggedRow]]:
         found: dict[tuple[str, int], list[LoggedRow]] = {}
@@ -197,3 +247,27 @@ class FeedbackJoin:
         self._metrics.reward_sum.labels(variant).set(self._reward_sum[variant])
         self._metrics.online_reward.labels(variant).set(self._reward_sum[variant] / self._rewards[variant])
 
+
+
+def _kind_of(item: FeedbackItem, standing: tuple[str | None, float | None] | None) -> str:
+    """label (the first), duplicate (the same again), conflict (a different one) or correction."""
+    if item.correction:
+        return "correction"
+    if standing is None:
+        return "label"
+    return "duplicate" if standing == item.stored else "conflict"
+
+
+class _Remembered(dict):
+    """The standing feedback of one call; what it learns is kept in the bounded memory `given`."""
+
+    def __init__(self, given: OrderedDict, standing: dict, capacity: int = 200_000) -> None:
+        super().__init__(standing)
+        self._given, self._capacity = given, capacity
+
+    def __setitem__(self, key: tuple[str, int], value: tuple[str | None, float | None]) -> None:
+        super().__setitem__(key, value)
+        self._given[key] = value
+        self._given.move_to_end(key)
+        while len(self._given) > self._capacity:
+            self._given.popitem(last=False)

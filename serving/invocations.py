@@ -27,7 +27,7 @@ from serving.batching import PredictionError
 from serving.config import ServingConfig
 from serving.errors import RequestError, bad_request, error_body, too_large
 from serving.metrics import UNROUTED
-from serving.prediction_log import PredictionEntry
+from serving.prediction_log import PredictionEntry, json_text
 from serving.protocol import ParsedInput, media_type_of, parse_body
 from serving.routing import ROUTING_KEY_HEADER, forced_variant
 from serving.shadow import ShadowJob
@@ -227,8 +227,12 @@ def parsed_columns(parsed: ParsedInput | None) -> dict[str, list[Any]] | None:
 
 
 def encode_json(payload: dict[str, Any]) -> bytes:
-    """JSON bytes; NaN becomes null (JSON has no NaN), numpy values and non-string keys are allowed."""
-    return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    """JSON bytes; NaN becomes null (JSON has no NaN), numpy values and non-string keys are allowed.
+    Text orjson refuses (a lone surrogate echoed in an error message) is escaped instead of failing."""
+    try:
+        return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        return json_text(payload).encode()
 
 
 def _json_response(status: int, content: bytes, call: _Call) -> Response:

@@ -82,7 +82,7 @@ class PredictionLog:
             if accepted:
                 self._pending_rows += rows
         if not accepted:
-            self._count("dropped", rows)
+            self._count("dropped", _prediction_rows(item))
             return
         self._queue.put(item)
 
@@ -115,6 +115,22 @@ class PredictionLog:
             result = connection.execute(query.where(c.request_id.in_(list(request_ids))))
             return [dict(row._mapping) for row in result]
 
+    def feedback_of(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], tuple[str | None, float | None]]:
+        """The standing feedback (label text, reward) of these rows: the latest correction, else the first."""
+        if self._engine is None or not keys:
+            return {}
+        c = FEEDBACK.c
+        query = (sa.select(c.request_id, c.row_index, c.label, c.reward, c.kind)
+                 .where(c.request_id.in_(sorted({k[0] for k in keys}))).order_by(c.ts))
+        with self._engine.connect() as connection:
+            rows = connection.execute(query).all()
+        found: dict[tuple[str, int], tuple[str | None, float | None]] = {}
+        for row in rows:
+            key = (row.request_id, row.row_index)
+            if row.kind == "correction" or (key not in found and row.kind != "conflict"):
+                found[key] = (row.label, row.reward)
+        return found
+
     def load_arms(self) -> list[Arm]:
         if self._engine is None:
             return []
@@ -130,7 +146,7 @@ class PredictionLog:
                 self._write(items)
             except Exception:  # noqa: BLE001 - the writer thread must outlive any bad entry
                 log.exception("prediction log: a batch could not be written")
-                self._count("failed", sum(_rows_of(item) for item in items))
+                self._count("failed", sum(_prediction_rows(item) for item in items))
             with self._pending_lock:
                 self._pending_rows -= sum(_rows_of(item) for item in items)
             for marker in flushes:
@@ -170,22 +186,38 @@ class PredictionLog:
                 rest.append(item)
 
     def _write(self, items: list[tuple[str, Any]]) -> None:
+        """Write a batch in one transaction; if that fails twice, each item alone, so one row that
+        cannot be stored costs no other row. Counts prediction rows written or failed."""
         if not items or self._engine is None:
             return
-        predictions = [row for kind, entry in items if kind == "predictions" for row in entry.rows()]
-        feedback = [row for kind, rows in items if kind == "feedback" for row in rows]
-        shed = [row for kind, rows in items if kind == "shed" for row in rows]
-        arms = {item.key: item for kind, item in items if kind == "arm"}  # the latest state per arm
-        total = sum(_rows_of(item) for item in items)
+        encoded = []
+        for item in items:
+            try:
+                encoded.append((item, _encoded(item)))
+            except Exception:  # noqa: BLE001 - one entry that cannot be encoded is lost alone, and counted
+                log.exception("prediction log: an entry could not be encoded")
+                self._count("failed", _prediction_rows(item))
         for attempt in (1, 2):
             try:
-                self._insert(predictions, feedback, list(arms.values()), shed)
-                self._count("written", total)
-                break
+                self._insert_items([rows for _, rows in encoded])
+                self._count("written", sum(_prediction_rows(item) for item, _ in encoded))
+                return
             except sa.exc.SQLAlchemyError as exc:
                 log.error("prediction log write failed (attempt %d): %s", attempt, str(exc).splitlines()[0])
-                if attempt == 2:
-                    self._count("failed", total)
+        for item, rows in encoded:
+            try:
+                self._insert_items([rows])
+                self._count("written", _prediction_rows(item))
+            except sa.exc.SQLAlchemyError as exc:
+                log.error("prediction log: a %s item could not be written: %s", item[0], str(exc).splitlines()[0])
+                self._count("failed", _prediction_rows(item))
+
+    def _insert_items(self, encoded: list[tuple[str, Any]]) -> None:
+        predictions = [row for kind, rows in encoded if kind == "predictions" for row in rows]
+        feedback = [row for kind, rows in encoded if kind == "feedback" for row in rows]
+        shed = [row for kind, rows in encoded if kind == "shed" for row in rows]
+        arms = {arm.key: arm for kind, arm in encoded if kind == "arm"}  # the latest state per arm
+        self._insert(predictions, feedback, list(arms.values()), shed)
 
     def _insert(self, predictions: list[dict[str, Any]], feedback: list[dict[str, Any]], arms: list[Arm],
                 shed: list[dict[str, Any]]) -> None:
@@ -203,6 +235,17 @@ class PredictionLog:
                 connection.execute(BANDIT_ARMS.insert(), {
                     "variant": arm.variant, "model_version": arm.model_version, "alpha": arm.alpha,
                     "beta": arm.beta, "pulls": arm.pulls, "ts": time.time()})
+
+
+def _encoded(item: tuple[str, Any]) -> tuple[str, Any]:
+    """(kind, database rows) of a queued item; prediction entries are expanded and encoded here."""
+    kind, payload = item
+    return (kind, payload.rows()) if kind == "predictions" else (kind, payload)
+
+
+def _prediction_rows(item: tuple[str, Any]) -> int:
+    """Prediction-log rows of an item (the counters count these; feedback and shed rows are not)."""
+    return max(item[1].n_rows, 1) if item[0] == "predictions" else 0
 
 
 def _rows_of(item: tuple[str, Any]) -> int:

@@ -105,6 +105,9 @@ class RoutingMetrics:
                                 ["variant", "kind"], registry=registry)
         self.feedback_unknown = Counter("mlgate_feedback_unknown", "Feedback rows whose request id is not logged.",
                                         registry=registry)
+        self.feedback_outcome = Counter("mlgate_feedback_outcome", "Feedback items that were duplicates (ignored), "
+                                        "conflicts (kept apart, the first label stands) or corrections.",
+                                        ["outcome"], registry=registry)
         self.feedback_correct = Counter("mlgate_feedback_correct", "Labelled rows the variant predicted right.",
                                         ["variant"], registry=registry)
         self.reward_sum = Gauge("mlgate_feedback_reward_sum", "Sum of rewards of the variant's answers.",

@@ -16,6 +16,7 @@ compare a label with a prediction after passing the prediction through `label_te
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -29,7 +30,7 @@ import sqlalchemy as sa
 
 PREDICTION_COLUMNS = ("request_id", "row_index", "routing_key", "variant", "model_version", "shadow", "ts",
                       "latency_ms", "status", "error", "features", "prediction", "score", "baseline_ms")
-FEEDBACK_COLUMNS = ("request_id", "row_index", "label", "reward", "ts")
+FEEDBACK_COLUMNS = ("request_id", "row_index", "label", "reward", "ts", "kind")
 
 METADATA = sa.MetaData()
 PREDICTIONS = sa.Table(
@@ -47,6 +48,9 @@ FEEDBACK = sa.Table(
     "feedback", METADATA,
     sa.Column("request_id", sa.Text, nullable=False), sa.Column("row_index", sa.Integer, nullable=False, default=0),
     sa.Column("label", sa.Text), sa.Column("reward", sa.Float), sa.Column("ts", sa.Float, nullable=False),
+    # label: the first feedback of a row (it stands); conflict: a later, different one (kept, not used);
+    # correction: an explicit correction, which replaces the label (the latest one wins).
+    sa.Column("kind", sa.Text),
     sa.Index("ix_feedback_request_id", "request_id"), sa.Index("ix_feedback_ts", "ts"),
 )
 # Mirrors the server shed (never attempted), one row per variant, reason and window (serving.shadow_shed).
@@ -111,14 +115,22 @@ class PredictionEntry:
 
 
 def json_text(value: Any) -> str:
-    """Compact JSON; NaN and infinities become null, integers beyond 64 bits become floats."""
+    """Compact JSON; NaN and infinities become null, integers beyond 64 bits become floats. A value
+    orjson refuses (a lone surrogate, nesting deeper than 255) is written by the standard library with
+    escapes; one that nothing can encode (nesting beyond the recursion limit) becomes null."""
     try:
         return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode()
     except (orjson.JSONEncodeError, TypeError):
-        return orjson.dumps(_plain(value), default=str).decode()
+        pass
+    try:
+        return json.dumps(_plain(value), ensure_ascii=True, default=str, separators=(",", ":"))
+    except (ValueError, TypeError, RecursionError):
+        return "null"
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -163,11 +175,12 @@ def create_tables(engine: sa.Engine) -> None:
     """Create the tables, and add the columns a store written by an older mlgate lacks."""
     METADATA.create_all(engine)
     with engine.begin() as connection:
-        present = {column["name"] for column in sa.inspect(connection).get_columns(PREDICTIONS.name)}
-        for column in PREDICTIONS.columns:
-            if column.name not in present:
-                kind = column.type.compile(dialect=engine.dialect)
-                connection.execute(sa.text(f'ALTER TABLE {PREDICTIONS.name} ADD COLUMN "{column.name}" {kind}'))
+        for table in (PREDICTIONS, FEEDBACK):
+            present = {column["name"] for column in sa.inspect(connection).get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present:
+                    kind = column.type.compile(dialect=engine.dialect)
+                    connection.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 @contextmanager

@@ -76,8 +76,10 @@ class ServerState:
 
     def __init__(self, model_uris: Mapping[str, str], config: ServingConfig, metrics: ServerMetrics,
                  loader: VariantLoader = load_variant, router: Router | None = None,
-                 routes: RouteTable | None = None, admin_token: str | None = None) -> None:
+                 routes: RouteTable | None = None, admin_token: str | None = None,
+                 feedback_token: str | None = None) -> None:
         self.config, self.metrics, self.admin_token = config, metrics, admin_token
+        self.feedback_token = feedback_token
         self.rng = random.Random(config.routing.seed)
         self.log = PredictionLog(config.prediction_log, metrics.routing.count_log) if config.prediction_log.enabled else None
         self.bandit = ThompsonBandit(config.routing.bandit, self.rng, save=self._save_arm)

@@ -148,7 +148,10 @@ def _as_float(value: int) -> float:
 def _json_strings(spec: ColumnSpec, values: list[Any]) -> list[Any]:
     out = values
     for row, value in enumerate(values):
-        if type(value) is str or value is None:
+        if type(value) is str:
+            _check_text(spec, value, row)
+            continue
+        if value is None:
             continue
         if type(value) is float and math.isnan(value):
             out = out if out is not values else list(values)
@@ -169,7 +172,21 @@ def _json_any(spec: ColumnSpec, values: list[Any]) -> list[Any]:
     for row, value in enumerate(values):
         if not isinstance(value, _SCALARS):
             raise _wrong_type(spec, value, row)
+        if type(value) is str:
+            _check_text(spec, value, row)
     return values
+
+
+def _check_text(spec: ColumnSpec, value: str, row: int) -> None:
+    """Text the model can encode: a lone surrogate (valid JSON, invalid Unicode) is a 400, not a 500."""
+    if value.isascii():
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        message = (f"column {spec.name!r} has invalid Unicode at row {row} (a lone surrogate "
+                   f"{ascii(value[exc.start])} at character {exc.start}); send valid UTF-8 text or null")
+        raise bad_request("invalid_text", message, spec.name) from None
 
 
 def _text_numbers(spec: ColumnSpec, values: list[Any]) -> list[Any]:
@@ -199,6 +216,9 @@ def _text_booleans(spec: ColumnSpec, values: list[Any]) -> list[Any]:
 
 
 def _text_as_is(spec: ColumnSpec, values: list[Any]) -> list[Any]:
+    for row, value in enumerate(values):
+        if type(value) is str:
+            _check_text(spec, value, row)
     return values
 
 

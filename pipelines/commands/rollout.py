@@ -199,11 +199,13 @@ def _replay(args: argparse.Namespace) -> int:
 
     ctx = RunContext.load(args.params)
     endpoint = args.endpoint or os.environ.get("MLGATE_ENDPOINT") or ctx.params.rollout.endpoint
-    plan = ReplayPlan(endpoint, args.rate, args.feedback_delay, args.max_rows, args.loops, args.id_prefix)
+    plan = ReplayPlan(endpoint, args.rate, args.feedback_delay, args.max_rows, args.loops, args.id_prefix,
+                      feedback_token=os.environ.get("MLGATE_FEEDBACK_TOKEN"))
     frame = load_split(ctx.params.data, args.split, ctx.base_dir)
     stats = replay_rows(frame, ctx.params.data.features, ctx.params.model.target, "row_id", plan)
     console.info(f"replay: {stats.sent} requests in {stats.duration_s:.1f} s ({stats.achieved_rps:.0f} rps), "
                  f"statuses {dict(stats.statuses)}, variants {dict(stats.variants)}, labels posted "
-                 f"{stats.feedback_posted} (accepted {stats.feedback_accepted}, unknown {stats.feedback_unknown}), "
+                 f"{stats.feedback_posted} (accepted {stats.feedback_accepted}, unknown {stats.feedback_unknown}, "
+                 f"refused {stats.feedback_refused}), "
                  f"transport errors {stats.transport_errors}")
     return int(ExitCode.OK if stats.transport_errors == 0 else ExitCode.INTERNAL)

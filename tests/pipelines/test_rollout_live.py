@@ -35,6 +35,7 @@ from tests.conftest import REPO
 from tests.pipelines.rollout_fixtures import TrainedModels, register_models, train_models
 
 pytestmark = pytest.mark.slow
+LABELS_TOKEN = "rollout-live-labels"
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,8 @@ def champion_server(ctx: RunContext, token: str, log_url: str, tracking_uri: str
     name = ctx.params.model.name
     champion = registry.version_by_alias(tracking_uri, name, registry.CHAMPION).version
     return ServerProcess({"champion": f"models:/{name}/{champion}"}, config,
-                         env={"MLGATE_ADMIN_TOKEN": token, "MLFLOW_TRACKING_URI": tracking_uri})
+                         env={"MLGATE_ADMIN_TOKEN": token, "MLGATE_FEEDBACK_TOKEN": LABELS_TOKEN,
+                              "MLFLOW_TRACKING_URI": tracking_uri})
 
 
 def routes(server: ServerProcess) -> dict:
@@ -71,7 +73,8 @@ def test_promotion_through_an_approval_then_an_online_rollback(models, mlflow_ur
     model.params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     ctx = RunContext.load(model.params_path, mlflow_uri)
     token, lines = secrets.token_hex(8), []
-    drive = {"rate_rps": 150, "feedback_delay_s": 0.5, "poll_s": 0.5, "max_duration_s": 60, "out": lines.append}
+    drive = {"rate_rps": 150, "feedback_delay_s": 0.5, "poll_s": 0.5, "max_duration_s": 60, "out": lines.append,
+             "feedback_token": LABELS_TOKEN}
     with champion_server(ctx, token, models.log_url, mlflow_uri) as server:
         settings = RolloutSettings(server.url, token, models.log_url)
         paused = roll_out_live(ctx, settings, "2", "1", **drive)
@@ -149,7 +152,8 @@ def test_a_controller_killed_at_its_write_ahead_points_resumes_exactly_once(mode
 
 def traffic(ctx: RunContext, server: ServerProcess, *, rows: int, prefix: str) -> None:
     frame = load_split(ctx.params.data, "production", ctx.base_dir)
-    plan = ReplayPlan(server.url, rate_rps=200, feedback_delay_s=0.2, max_rows=rows, loops=2, id_prefix=prefix)
+    plan = ReplayPlan(server.url, rate_rps=200, feedback_delay_s=0.2, max_rows=rows, loops=2, id_prefix=prefix,
+                      feedback_token=LABELS_TOKEN)
     stats = replay_rows(frame, ctx.params.data.features, ctx.params.model.target, "row_id", plan)
     assert stats.statuses[200] == rows and stats.feedback_accepted == rows
 

@@ -27,6 +27,8 @@ from serving.variants import load_variant
 from tests.serving import router_models
 
 CATEGORICAL = ["state", "area_code", "international_plan", "voice_mail_plan"]
+FEEDBACK_TOKEN = "feedback-test-token"
+LABELS = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}  # headers of an authenticated POST /feedback
 TARGET = "churn"
 TRAIN_ROWS, HOLDOUT_ROWS = 400, 200
 
@@ -199,6 +201,8 @@ def in_app(model_dir: Path, tmp_path: Path) -> Callable[..., Any]:
 
     def run(scenario: AppScenario, uris: dict[str, str] | None = None, config: ServingConfig = TEST_CONFIG,
             loader: Callable[[str, str], Any] = load_variant, wait_ready: bool = True, **options: Any) -> Any:
+        options.setdefault("feedback_token", FEEDBACK_TOKEN)
+
         async def main() -> Any:
             app = create_app(uris or {"default": str(model_dir)}, logged_to(config, tmp_path), loader=loader,
                              **options)

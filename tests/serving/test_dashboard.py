@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from serving.config import PredictionLogConfig, ServingConfig
 from serving.runtime import PROJECT_ROOT, ServerProcess, free_port
+from tests.serving.conftest import FEEDBACK_TOKEN, LABELS
 from tests.serving.traffic import send
 
 DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "mlgate.json"
@@ -77,7 +78,8 @@ def live_server(model_dir: Path, broken_model_dir: Path, tmp_path_factory: pytes
     """champion 70 / challenger 30 (fails on nulls) / a shadow, with the prediction log in tmp."""
     log = PredictionLogConfig(url=f"sqlite:///{tmp_path_factory.mktemp('dash') / 'predictions.db'}", flush_interval_s=0.1)
     models = {"champion": str(model_dir), "challenger": str(broken_model_dir), "shadow": str(model_dir)}
-    with ServerProcess(models, ServingConfig(prediction_log=log), env={"MLGATE_ADMIN_TOKEN": TOKEN}) as server:
+    with ServerProcess(models, ServingConfig(prediction_log=log),
+                       env={"MLGATE_ADMIN_TOKEN": TOKEN, "MLGATE_FEEDBACK_TOKEN": FEEDBACK_TOKEN}) as server:
         response = httpx.put(server.url + "/routes", json=ROUTES, headers={"Authorization": f"Bearer {TOKEN}"})
         assert response.status_code == 200, response.text
         yield server
@@ -94,7 +96,8 @@ def _traffic(server: ServerProcess, holdout: pd.DataFrame, rounds: int) -> None:
                        headers_for=lambda i, n=number: {"X-Request-Id": f"dash-{n}-{i}", "X-Routing-Key": f"user-{i}"})
         feedback = [{"request_id": a.request_id, "label": "no", "reward": 1.0 if i % 2 else 0.0}
                     for i, a in enumerate(answers) if a.status == 200]
-        httpx.post(server.url + "/feedback", json=[*feedback, {"request_id": "not-a-request", "label": "yes"}])
+        httpx.post(server.url + "/feedback", json=[*feedback, {"request_id": "not-a-request", "label": "yes"}],
+                   headers=LABELS)
 
 
 def _scraped_names(server: ServerProcess) -> set[str]:

@@ -18,6 +18,7 @@ from gates.shadow import latency_check, timed_calls
 from serving.config import PredictionLogConfig, RoutingConfig, ServingConfig, ShadowMirrorConfig
 from serving.prediction_log import read_bandit_arms, read_feedback, read_predictions
 from serving.routes import parse_table
+from tests.serving.conftest import LABELS
 
 TOKEN = "s3cret-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -196,16 +197,17 @@ def test_feedback_joins_by_request_id_and_reports_unknown_ids(in_app, model_dir:
             await client.post("/invocations", json={"inputs": [row]}, headers={"X-Request-Id": f"r{i}"})
         label = (await client.post("/invocations", json={"inputs": [row]})).json()["predictions"][0]
         other = "yes" if label == "no" else "no"
-        one = await client.post("/feedback", json={"request_id": "r0", "label": label})
+        one = await client.post("/feedback", json={"request_id": "r0", "label": label}, headers=LABELS)
         many = await client.post("/feedback", json=[{"request_id": "r1", "label": other, "reward": 0.5},
-                                                   {"request_id": "nope", "label": label}])
-        wrapped = await client.post("/feedback", json={"feedback": [{"request_id": "r2", "row_index": 0, "reward": 1}]})
-        bad = await client.post("/feedback", json=[{"request_id": "r3", "label": label}, {"request_id": "r3"}])
+                                                   {"request_id": "nope", "label": label}], headers=LABELS)
+        wrapped = await client.post("/feedback", json={"feedback": [{"request_id": "r2", "row_index": 0, "reward": 1}]}, headers=LABELS)
+        bad = await client.post("/feedback", json=[{"request_id": "r3", "label": label}, {"request_id": "r3"}], headers=LABELS)
         return one, many, wrapped, bad, (await client.get("/metrics")).text
 
     one, many, wrapped, bad, metrics = in_app(scenario, config=_config(tmp_path))
-    assert one.json() == {"accepted": 1, "unknown": 0, "unknown_request_ids": []}
-    assert many.json() == {"accepted": 1, "unknown": 1, "unknown_request_ids": ["nope"]}
+    assert one.json() == {"accepted": 1, "duplicates": 0, "conflicts": 0, "corrections": 0, "unknown": 0,
+                          "unknown_request_ids": []}
+    assert many.json()["accepted"] == 1 and many.json()["unknown_request_ids"] == ["nope"]
     assert wrapped.json()["accepted"] == 1
     assert bad.status_code == 400 and "feedback item 1: give a label or a reward" in bad.json()["error"]["message"]
     assert _metric(metrics, "mlgate_online_accuracy", variant="default") == 0.5
@@ -219,9 +221,9 @@ def test_feedback_after_a_restart_joins_with_the_logged_predictions(in_app, row:
     in_app(lambda client: client.post("/invocations", json={"inputs": [row]}, headers={"X-Request-Id": "before"}),
            config=_config(tmp_path))
     answer = in_app(lambda client: client.post("/feedback", json=[{"request_id": "before", "label": "no"},
-                                                                  {"request_id": "never", "label": "no"}]),
+                                                                  {"request_id": "never", "label": "no"}], headers=LABELS),
                     config=_config(tmp_path))
-    assert answer.json() == {"accepted": 1, "unknown": 1, "unknown_request_ids": ["never"]}
+    assert answer.json()["accepted"] == 1 and answer.json()["unknown_request_ids"] == ["never"]
 
 
 @pytest.mark.slow
@@ -236,7 +238,7 @@ def test_the_bandit_learns_from_rewards_keeps_min_share_and_resumes_after_restar
         for i in range(150):
             answer = await client.post("/invocations", json={"inputs": [row]}, headers={"X-Request-Id": f"b{i}"})
             reward = 1.0 if answer.headers["x-model-variant"] == "good" else 0.0
-            await client.post("/feedback", json={"request_id": f"b{i}", "reward": reward})
+            await client.post("/feedback", json={"request_id": f"b{i}", "reward": reward}, headers=LABELS)
         return (await client.get("/bandit")).json()
 
     async def route(client: httpx.AsyncClient) -> tuple[dict[str, Any], list[str]]:
@@ -252,3 +254,50 @@ def test_the_bandit_learns_from_rewards_keeps_min_share_and_resumes_after_restar
     assert picks.count("good") > 240 and picks.count("poor") >= 5  # min share 0.05 each
     persisted = read_bandit_arms(config.prediction_log.url)
     assert set(persisted["variant"]) == {"good", "poor"} and persisted["pulls"].sum() == 150
+
+
+def test_labels_need_the_feedback_token_and_json(in_app, row: dict, tmp_path: Path) -> None:
+    """No token 401, the admin token or another 403, text/plain (a browser's cross-origin POST without
+    preflight) 415, a server without a feedback token 503; nothing is stored from any of them."""
+    item = {"request_id": "r0", "label": "no"}
+
+    async def scenario(client: httpx.AsyncClient) -> list[httpx.Response]:
+        await client.post("/invocations", json={"inputs": [row]}, headers={"X-Request-Id": "r0"})
+        return [await client.post("/feedback", json=item),
+                await client.post("/feedback", json=item, headers={"Authorization": "Bearer admin-token"}),
+                await client.post("/feedback", content=b'{"request_id": "r0", "label": "no"}',
+                                  headers={**LABELS, "Content-Type": "text/plain"})]
+
+    none, admin, plain = in_app(scenario, config=_config(tmp_path), admin_token="admin-token")
+    assert (none.status_code, admin.status_code, plain.status_code) == (401, 403, 415)
+    assert "MLGATE_FEEDBACK_TOKEN" in none.json()["error"]["message"]
+    disabled = in_app(lambda client: client.post("/feedback", json=item, headers=LABELS), config=_config(tmp_path),
+                      feedback_token=None)
+    assert disabled.status_code == 503 and disabled.json()["error"]["code"] == "feedback_disabled"
+    assert read_feedback(_config(tmp_path).prediction_log.url).empty
+
+
+def test_the_first_label_stands_duplicates_are_ignored_and_conflicts_are_kept_apart(
+        in_app, row: dict, tmp_path: Path) -> None:
+    """Per (request id, row): the same label again is a duplicate, a different one a conflict that never
+    replaces the first (also after a restart, from the log); only an explicit correction replaces it."""
+    from gates.online_frames import label_conflicts, standing_labels
+
+    async def first(client: httpx.AsyncClient) -> list[dict]:
+        await client.post("/invocations", json={"inputs": [row]}, headers={"X-Request-Id": "r0"})
+        return [(await client.post("/feedback", json=body, headers=LABELS)).json() for body in (
+            {"request_id": "r0", "label": "no"}, {"request_id": "r0", "label": "no"},
+            {"request_id": "r0", "label": "yes"})]
+
+    label, duplicate, conflict = in_app(first, config=_config(tmp_path))
+    assert (label["accepted"], duplicate["duplicates"], conflict["conflicts"]) == (1, 1, 1)
+    again = in_app(lambda client: client.post("/feedback", json={"request_id": "r0", "label": "yes"}, headers=LABELS),
+                   config=_config(tmp_path))  # a restarted server knows the first label from the log
+    assert again.json()["conflicts"] == 1
+    stored = read_feedback(_config(tmp_path).prediction_log.url)
+    assert standing_labels(stored)["label"].tolist() == ["no"] and label_conflicts(stored) == 2
+    fixed = in_app(lambda client: client.post("/feedback", json={"request_id": "r0", "label": "yes", "correction": True},
+                                              headers=LABELS), config=_config(tmp_path))
+    assert fixed.json()["corrections"] == 1
+    stored = read_feedback(_config(tmp_path).prediction_log.url)
+    assert standing_labels(stored)["label"].tolist() == ["yes"]
