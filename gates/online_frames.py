@@ -33,6 +33,13 @@ def variant_rows(preds: pd.DataFrame, variant: str, *, shadow: bool | None = Non
     return rows
 
 
+def routed(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows the router assigned: requests forced with X-Target-Variant (`forced` 1) are in no split."""
+    if "forced" not in rows.columns:
+        return rows
+    return rows[(pd.to_numeric(rows["forced"], errors="coerce").fillna(0) == 0).to_numpy(dtype=bool)]
+
+
 def requests_of(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per request (latency and status are per request and variant in the log)."""
     return rows.drop_duplicates("request_id")

@@ -61,6 +61,7 @@ class _Call:
     batch: FeatureBatch | None = None
     labels: list[Any] | None = None
     scores: list[Any] | None = None
+    forced: bool = False
 
 
 async def invoke(state: ServerState, request: Request) -> Response:
@@ -96,7 +97,8 @@ async def invoke(state: ServerState, request: Request) -> Response:
 async def _answer(state: ServerState, call: _Call, request: Request) -> dict[str, Any]:
     """Route, read, check and predict; the response body."""
     config, headers = state.config, request.headers
-    name = forced_variant(call.routes.table, headers)
+    name = forced_variant(call.routes.table, headers, config.routing.forced_variants)
+    call.forced = name is not None
     call.key = headers.get(ROUTING_KEY_HEADER) or None
     if name is None and call.key is None and config.routing.key_column is not None:
         call.parsed = await _parsed(request, config)
@@ -142,9 +144,9 @@ def _after(state: ServerState, call: _Call, status: int, code: str | None, messa
     state.record(PredictionEntry(
         call.request_id, call.key, variant.name, variant.version, False, call.ts, seconds * 1000.0, status,
         None if code is None else f"{code}: {message}", columns, parsed.n_rows if parsed else 0,
-        call.labels, call.scores))
+        call.labels, call.scores, forced=call.forced))
     if parsed is not None and parsed.n_rows > 0:
-        job = ShadowJob(call.request_id, call.key, call.ts, parsed, variant, call.batch, call.labels)
+        job = ShadowJob(call.request_id, call.key, call.ts, parsed, variant, call.batch, call.labels, call.forced)
         for runner in call.routes.shadow_runners(variant.name):
             runner.offer(job)
 

@@ -29,7 +29,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 PREDICTION_COLUMNS = ("request_id", "row_index", "routing_key", "variant", "model_version", "shadow", "ts",
-                      "latency_ms", "status", "error", "features", "prediction", "score", "baseline_ms")
+                      "latency_ms", "status", "error", "features", "prediction", "score", "baseline_ms", "forced")
 FEEDBACK_COLUMNS = ("request_id", "row_index", "label", "reward", "ts", "kind")
 
 METADATA = sa.MetaData()
@@ -42,6 +42,7 @@ PREDICTIONS = sa.Table(
     sa.Column("status", sa.Integer, nullable=False), sa.Column("error", sa.Text),
     sa.Column("features", sa.Text), sa.Column("prediction", sa.Text), sa.Column("score", sa.Float),
     sa.Column("baseline_ms", sa.Float),
+    sa.Column("forced", sa.Integer),  # 1: the caller chose the variant (X-Target-Variant); not in any split
     sa.Index("ix_predictions_request_id", "request_id"), sa.Index("ix_predictions_ts", "ts"),
 )
 FEEDBACK = sa.Table(
@@ -95,6 +96,7 @@ class PredictionEntry:
     predictions: Sequence[Any] | None = None
     scores: Sequence[float | None] | None = None
     baseline_ms: float | None = None
+    forced: bool = False
 
     def rows(self) -> list[dict[str, Any]]:
         """The database rows of this entry (at least one, even for a request without rows)."""
@@ -102,7 +104,7 @@ class PredictionEntry:
         common = {"request_id": self.request_id, "routing_key": self.routing_key, "variant": self.variant,
                   "model_version": self.model_version, "shadow": int(self.shadow), "ts": self.ts,
                   "latency_ms": self.latency_ms, "status": self.status, "error": self.error,
-                  "baseline_ms": _finite_or_none(self.baseline_ms)}
+                  "baseline_ms": _finite_or_none(self.baseline_ms), "forced": int(self.forced)}
         rows = []
         for i in range(max(self.n_rows, 1)):
             features = {name: values[i] for name, values in columns.items()} if self.n_rows else {}

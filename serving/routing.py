@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from serving.bandit import ThompsonBandit
-from serving.errors import bad_request
+from serving.errors import RequestError, bad_request
 from serving.routes import RouteTable
 
 TARGET_HEADER = "x-target-variant"
@@ -35,11 +35,15 @@ class Router(Protocol):
     def choose(self, table: RouteTable, key: str | None, versions: Mapping[str, str]) -> str: ...
 
 
-def forced_variant(table: RouteTable, headers: Mapping[str, str]) -> str | None:
-    """The variant named by X-Target-Variant (400 if the table has no such variant), or None."""
+def forced_variant(table: RouteTable, headers: Mapping[str, str], policy: str = "allow") -> str | None:
+    """The variant named by X-Target-Variant (400 if the table has no such variant), or None. With
+    `policy` refuse_during_rollout, a 403 while the table splits or mirrors traffic (a rollout runs)."""
     target = headers.get(TARGET_HEADER)
     if target is None:
         return None
+    if policy == "refuse_during_rollout" and (table.mode != "single" or table.shadows):
+        raise RequestError(403, "forced_variant_refused", "X-Target-Variant is refused while the route table splits "
+                           "or mirrors traffic (serving.routing.forced_variants: refuse_during_rollout)")
     if table.get(target) is None:
         message = f"X-Target-Variant {target[:100]!r} is not served here; variants: {sorted(table.names)}"
         raise bad_request("unknown_variant", message)

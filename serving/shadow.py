@@ -4,7 +4,8 @@ The request handler only offers a job to the shadow's bounded queue (no waiting,
 queue is full the job is shed: counted by reason (queue full, CPU budget, closing, table changed) in
 one log row per window (`serving.shadow_shed`), so the analysis tells "not attempted" from "failed". One worker thread per shadow variant takes jobs in
 micro-batches, validates them against the shadow's own signature, predicts (one combined call; on
-failure each request alone) and records the outcome in the prediction log. Nothing it does can
+failure its halves, down to the failing requests alone) and records the outcome in the prediction
+log. Nothing it does can
 reach the caller: its exceptions become status 500 rows, a call slower than `timeout_s` becomes a
 504 row, and its slowness only fills its own queue. Its CPU time is paced (`max_busy_share` of the
 wall clock, `BusyBudget`), because in one process it competes with the answering variant for the
@@ -54,10 +55,12 @@ class ShadowJob:
     primary: Variant
     primary_batch: FeatureBatch | None
     primary_labels: Sequence[Any] | None
+    forced: bool = False  # the caller forced the answering variant: its mirror is marked too
 
 
 EntrySink = Callable[[PredictionEntry], None]
 _ABANDONED = object()  # a job whose mirroring was discarded before its model call
+_ALONE_BELOW = 4  # a failed part of at most this many requests is retried request by request
 
 
 class ShadowRunner:
@@ -195,9 +198,11 @@ class ShadowRunner:
     def _predict_isolated(
         self, batches: list[FeatureBatch], generation: int, baseline: _BaselineCall | None,
     ) -> tuple[list[tuple[Any, float]], float | None]:
-        """(rows or exception, model seconds) per batch: one combined call, on failure each alone;
-        batches not yet tried when the work is discarded are _ABANDONED. Also the answering variant's
-        seconds on the same rows, timed beside a combined call that succeeded (else None)."""
+        """(rows or exception, model seconds) per batch: one combined call, on failure the halves, and so
+        on down to the failing requests alone (a few failing rows in a big batch cost a few calls per
+        failure, not one per request, so a challenger with some bad rows is still seen within the CPU
+        budget); batches not yet tried when the work is discarded are _ABANDONED. Also the answering
+        variant's seconds on the same rows, timed beside a combined call that succeeded (else None)."""
         if not batches:
             return [], None
         method = self.variant.answer_method
@@ -206,14 +211,38 @@ class ShadowRunner:
             return [(rows, seconds) for rows in combined], baseline_s
         if len(batches) == 1:
             return [(combined, seconds)], None
+        return self._bisect(method, batches, generation, seconds), None
+
+    def _bisect(self, method: Any, batches: list[FeatureBatch], generation: int, spent: float,
+                ) -> list[tuple[Any, float]]:
+        """Outcomes of `batches` whose combined call failed after `spent` seconds: each half alone."""
+        half = len(batches) // 2
+        out: list[tuple[Any, float]] = []
+        for part in (batches[:half], batches[half:]):
+            if generation != self._generation:
+                out += [(_ABANDONED, 0.0)] * len(part)
+                continue
+            outcome, seconds = self._paced_call(method, part)
+            if not isinstance(outcome, Exception):
+                out += [(rows, spent + seconds) for rows in outcome]
+            elif len(part) == 1:
+                out.append((outcome, spent + seconds))
+            elif len(part) <= _ALONE_BELOW:  # mostly failing at this size: each alone is cheaper than halving
+                out += self._each_alone(method, part, generation, spent + seconds)
+            else:
+                out += self._bisect(method, part, generation, spent + seconds)
+        return out
+
+    def _each_alone(self, method: Any, batches: list[FeatureBatch], generation: int, spent: float,
+                    ) -> list[tuple[Any, float]]:
         out: list[tuple[Any, float]] = []
         for batch in batches:
             if generation != self._generation:
                 out.append((_ABANDONED, 0.0))
                 continue
-            alone, more = self._paced_call(method, [batch])
-            out.append((alone if isinstance(alone, Exception) else alone[0], seconds + more))
-        return out, None
+            alone, seconds = self._paced_call(method, [batch])
+            out.append((alone if isinstance(alone, Exception) else alone[0], spent + seconds))
+        return out
 
     def _paced_call(self, method: Any, batches: list[FeatureBatch]) -> tuple[Any, float]:
         """One model call within the CPU budget: (rows per batch or the exception, wall seconds)."""
@@ -283,7 +312,7 @@ class ShadowRunner:
         self._sink(PredictionEntry(
             job.request_id, job.routing_key, self.variant.name, self.variant.version, True, job.ts,
             seconds * 1000.0, status, error, columns, job.parsed.n_rows, labels, scores,
-            None if baseline_s is None else baseline_s * 1000.0))
+            None if baseline_s is None else baseline_s * 1000.0, job.forced))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ import pandas as pd
 
 from gates.config import CanaryConfig, DriftConfig, ShadowConfig
 from gates.online import CanaryStep, OnlineAnalysis, canary_analysis, shadow_analysis
+from gates.online_frames import routed
 from pipelines.rollout.backend import CHALLENGER_VARIANT, CHAMPION_VARIANT
 from pipelines.rollout.state import RolloutState
 
@@ -70,10 +71,11 @@ class LogAnalyser:
         return {str(reason): int(n) for reason, n in mine.groupby("reason")["count"].sum().items()}
 
     def _predictions(self, state: RolloutState, since: float) -> pd.DataFrame:
-        """This rollout's rows only: the champion and challenger variants at their registry versions."""
+        """This rollout's rows only: the champion and challenger variants at their registry versions, as the
+        router assigned them (requests forced with X-Target-Variant are left out of every analysis)."""
         from serving.prediction_log import read_predictions
 
         preds = read_predictions(self.log_url, since=since)
         versions = {CHAMPION_VARIANT: state.champion_version, CHALLENGER_VARIANT: state.version}
         keep = preds["variant"].map(versions) == preds["model_version"].astype(str)
-        return preds[keep.to_numpy(dtype=bool)]
+        return routed(preds[keep.to_numpy(dtype=bool)])

@@ -96,7 +96,7 @@ def test_labels_are_stored_as_text_comparable_with_predictions() -> None:
 def test_a_store_from_before_baseline_ms_is_read_and_then_extended_by_the_writer(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "p.db"
     path.parent.mkdir()
-    old_columns = [c for c in PREDICTION_COLUMNS if c != "baseline_ms"]
+    old_columns = [c for c in PREDICTION_COLUMNS if c not in ("baseline_ms", "forced")]
     with sqlite3.connect(path) as db:
         db.execute(f"CREATE TABLE predictions ({', '.join(old_columns)})")
         db.execute(f"INSERT INTO predictions VALUES ({', '.join('?' * len(old_columns))})",

@@ -244,3 +244,82 @@ def test_shed_mirrors_are_recorded_per_window_and_are_not_challenger_failures(
     assert checks["coverage"].details["outcome"] == "Inconclusive"
     assert result.outcome.value == "Inconclusive", result.reason  # too little coverage: never Failed
     assert f"{shed_total} shed: " in checks["coverage"].message
+
+
+def test_a_shadow_with_some_failing_rows_is_isolated_by_halving_not_one_call_per_request(
+        model_dir: Path, holdout: pd.DataFrame, tmp_path: Path) -> None:
+    """A challenger whose model raises on ~10% of rows: each mirrored request is logged 200 or 500
+    exactly as that request alone would fare, and finding the bad ones costs far fewer model calls
+    than one per request (the old per-request retry starved the CPU budget: 47 of 17,962 attempted)."""
+    import mlflow.pyfunc
+
+    from pipelines.faulty_model import Faults, save_faulty_model
+
+    faulty = save_faulty_model(model_dir, tmp_path / "faulty", Faults(error_share=0.1))
+    shadow = ShadowMirrorConfig(queue_size=2048, max_batch_rows=256, max_busy_share=1.0)
+    log_url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    config = ServingConfig(routing=RoutingConfig(shadow=shadow), prediction_log=PredictionLogConfig(url=log_url))
+    models = {"champion": str(model_dir), "challenger": str(faulty)}
+    bodies = _bodies(holdout)
+    with ServerProcess(models, config, env={"MLGATE_ADMIN_TOKEN": TOKEN}) as server:
+        _put(server, {"mode": "shadow", "variants": [{"name": "champion", "weight": 100},
+                                                     {"name": "challenger", "weight": 0, "shadow": True}]})
+        answers = send(server.url + "/invocations", bodies, len(bodies), concurrency=8,
+                       headers_for=lambda i: {"X-Request-Id": f"row-{i}"})
+        calls = _metric(server, "mlgate_predict_calls_total", variant="challenger")
+    assert {a.status for a in answers} == {200}
+    logged = read_predictions(log_url)
+    shadow_rows = logged[(logged["variant"] == "challenger") & (logged["shadow"] == 1)].set_index("request_id")
+    model = mlflow.pyfunc.load_model(str(faulty))
+    records = json.loads(holdout.to_json(orient="records"))
+    expected = {}
+    for i, record in enumerate(records):
+        try:
+            model.predict(pd.DataFrame([record]))
+            expected[f"row-{i}"] = 200
+        except Exception:  # noqa: BLE001 - the wrapper's planted failure
+            expected[f"row-{i}"] = 500
+    assert 0.03 < sum(v == 500 for v in expected.values()) / len(expected) < 0.2
+    assert shadow_rows["status"].to_dict() == expected
+    assert calls < 0.6 * len(bodies), f"{calls:.0f} challenger model calls for {len(bodies)} mirrored requests"
+
+
+def test_forced_requests_are_logged_as_forced_and_left_out_of_the_split(
+        model_dir: Path, holdout: pd.DataFrame, tmp_path: Path) -> None:
+    """300 requests forced to the canary at a 90/10 split break the sample ratio (Error, a rollback) unless
+    they are left out, as the rollout's analysis does; with refuse_during_rollout they get a 403."""
+    from gates.config import CanaryConfig
+    from gates.online import CanaryStep, canary_analysis
+    from gates.online_frames import routed
+    from serving.prediction_log import read_feedback
+
+    log_url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    config = ServingConfig(prediction_log=PredictionLogConfig(url=log_url))
+    models = {"champion": str(model_dir), "challenger": str(model_dir)}
+    bodies = _bodies(holdout)
+    with ServerProcess(models, config, env={"MLGATE_ADMIN_TOKEN": TOKEN}) as server:
+        _put(server, _table("weighted", champion=90, challenger=10))
+        routed_answers = send(server.url + "/invocations", bodies, 400, concurrency=4)
+        forced = send(server.url + "/invocations", bodies, 300, concurrency=4,
+                      headers_for=lambda i: {"X-Target-Variant": "challenger"})
+    assert {a.status for a in routed_answers + forced} == {200}
+    assert {a.variant for a in forced} == {"challenger"}
+    logged = read_predictions(log_url)
+    assert int((logged["forced"] == 1).sum()) == 300
+    canary = CanaryConfig(steps=[10, 100], metric_margins={}, min_requests_per_step=10)
+    step = CanaryStep.of(canary, 0)
+
+    def srm(preds: pd.DataFrame) -> str:
+        result = canary_analysis(preds, read_feedback(log_url), canary, step, step_started=0.0, task="binary")
+        return next(c for c in result.result.checks if c.name == "srm").details["outcome"]
+
+    assert srm(logged) == "Error", "the forced requests do break the split when counted"
+    assert srm(routed(logged)) == "Successful"
+
+    refusing = ServingConfig(prediction_log=PredictionLogConfig(url=log_url),
+                             routing=RoutingConfig(forced_variants="refuse_during_rollout"))
+    with ServerProcess(models, refusing, env={"MLGATE_ADMIN_TOKEN": TOKEN}) as server:
+        _put(server, _table("weighted", champion=90, challenger=10))
+        answer = httpx.post(server.url + "/invocations", content=bodies[0], timeout=10,
+                            headers={"Content-Type": "application/json", "X-Target-Variant": "challenger"})
+    assert answer.status_code == 403 and answer.json()["error"]["code"] == "forced_variant_refused"
