@@ -104,8 +104,10 @@ def run_lifecycle_demo(ctx: RunContext, *, version: str | None = None, rate_rps:
     token, labels_token = secrets.token_hex(16), secrets.token_hex(16)
     log_url = resolve_log_url(_log_url(ctx), ctx.base_dir)
     tracking = resolve_log_url(ctx.tracking_uri, ctx.base_dir)  # a relative sqlite path, made absolute
+    # A fresh server for a fresh rollout: it starts from the champion, not from a table an earlier run persisted.
     config = ctx.params.serving.model_copy(update={
-        "prediction_log": ctx.params.serving.prediction_log.model_copy(update={"url": log_url})})
+        "prediction_log": ctx.params.serving.prediction_log.model_copy(update={"url": log_url}),
+        "routing": ctx.params.serving.routing.model_copy(update={"restore_routes": False})})
     env = {"MLGATE_ADMIN_TOKEN": token, "MLGATE_FEEDBACK_TOKEN": labels_token, "MLFLOW_TRACKING_URI": tracking}
     out(f"lifecycle: serving champion v{champion} of {ctx.params.model.name}; rolling out v{challenger}")
     with ServerProcess({"champion": f"models:/{ctx.params.model.name}/{champion}"}, config, env=env) as server:

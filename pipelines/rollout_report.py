@@ -13,7 +13,7 @@ from typing import Any
 from pipelines.rollout.state import Position, RolloutState
 
 _COLOURS = {"start": "tab:gray", "advance": "tab:green", "promote": "tab:blue", "rollback": "tab:red",
-            "pause": "tab:orange"}
+            "pause": "tab:orange", "reassert": "tab:purple"}
 
 
 @dataclass(frozen=True)

@@ -90,11 +90,12 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
         """Readiness: 200 when every variant is loaded, else 503 with each variant's state."""
-        variants = state.status()
+        variants, routes = state.status(), {"source": state.routes_source, "version": state.routes.table.version}
         if state.ready:
-            return JSONResponse({"status": "ready", "variants": variants})
+            return JSONResponse({"status": "ready", "variants": variants, "routes": routes})
         failed = any(v["state"] == "failed" for v in variants.values())
-        return JSONResponse({"status": "failed" if failed else "loading", "variants": variants}, status_code=503)
+        return JSONResponse({"status": "failed" if failed else "loading", "variants": variants, "routes": routes},
+                            status_code=503)
 
     @app.get("/metrics")
     async def metrics() -> Response:

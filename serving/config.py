@@ -63,6 +63,9 @@ class RoutingConfig(StrictModel):
 
     # An input column holding an entity id used as the sticky routing key when X-Routing-Key is absent.
     key_column: str | None = None
+    # The route table is persisted beside the prediction log and restored at start (it wins over --model and
+    # --routes); false starts from the arguments (the operator's reset; `mlgate serve --reset-routes`).
+    restore_routes: bool = True
     # X-Target-Variant: `allow` (the request is logged as forced and left out of every split analysis) or
     # `refuse_during_rollout` (403 while the table splits or mirrors traffic).
     forced_variants: Literal["allow", "refuse_during_rollout"] = "allow"

@@ -9,6 +9,7 @@ without bound. A failed write is retried once, then its rows are counted as lost
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -24,6 +25,7 @@ from serving.prediction_log import (
     BANDIT_ARMS,
     FEEDBACK,
     PREDICTIONS,
+    ROUTE_TABLES,
     SHADOW_SHED,
     PredictionEntry,
     create_tables,
@@ -32,6 +34,7 @@ from serving.prediction_log import (
 
 log = logging.getLogger(__name__)
 
+_ROUTES_SCOPE = "server"
 LogCounter = Callable[[str, int], None]  # (event: written | dropped | failed, rows)
 _STOP = object()
 
@@ -130,6 +133,23 @@ class PredictionLog:
             if row.kind == "correction" or (key not in found and row.kind != "conflict"):
                 found[key] = (row.label, row.reward)
         return found
+
+    def save_routes(self, body: dict[str, Any], version: int) -> None:
+        """Persist the route table (synchronously: an admin write, never on the request path)."""
+        if self._engine is None:
+            return
+        row = {"scope": _ROUTES_SCOPE, "version": version, "body": json.dumps(body, sort_keys=True), "ts": time.time()}
+        with self._engine.begin() as connection:
+            connection.execute(ROUTE_TABLES.delete().where(ROUTE_TABLES.c.scope == _ROUTES_SCOPE))
+            connection.execute(ROUTE_TABLES.insert(), row)
+
+    def load_routes(self) -> tuple[dict[str, Any], int] | None:
+        """The persisted route table body and version, or None."""
+        if self._engine is None:
+            return None
+        with self._engine.connect() as connection:
+            row = connection.execute(sa.select(ROUTE_TABLES).where(ROUTE_TABLES.c.scope == _ROUTES_SCOPE)).first()
+        return (json.loads(row.body), int(row.version)) if row is not None else None
 
     def load_arms(self) -> list[Arm]:
         if self._engine is None:

@@ -63,6 +63,12 @@ SHADOW_SHED = sa.Table(
     sa.Index("ix_shadow_shed_ts", "ts"),
 )
 SHED_COLUMNS = ("variant", "model_version", "reason", "count", "window_start", "ts")
+# The route table in force, written before a change is swapped in and restored at start (one row).
+ROUTE_TABLES = sa.Table(
+    "route_table", METADATA,
+    sa.Column("scope", sa.Text, primary_key=True), sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("body", sa.Text, nullable=False), sa.Column("ts", sa.Float, nullable=False),
+)
 BANDIT_ARMS = sa.Table(
     "bandit_arms", METADATA,
     sa.Column("variant", sa.Text, primary_key=True), sa.Column("model_version", sa.Text, primary_key=True),

@@ -25,7 +25,7 @@ from serving.feedback import FeedbackJoin, RecentPredictions
 from serving.log_writer import PredictionLog
 from serving.metrics import ServerMetrics
 from serving.prediction_log import PredictionEntry
-from serving.routes import RouteTable, RouteTableError, initial_table, table_json
+from serving.routes import RouteTable, RouteTableError, initial_table, parse_table, table_json
 from serving.routing import Router, TableRouter
 from serving.shadow import ShadowRunner
 from serving.variants import Variant, load_variant, with_positive_class
@@ -87,6 +87,7 @@ class ServerState:
         self.recent = RecentPredictions()
         self.feedback = FeedbackJoin(metrics.routing, self.bandit, self.log, self.recent)
         self.routes = ActiveRoutes(initial_table(model_uris, routes))
+        self.routes_source = "arguments"  # or "restored": which table the server started with
         self._loader = loader
         self._loaded: dict[tuple[str, str], Runtime] = {}
         self._failed: dict[tuple[str, str], str] = {}
@@ -112,10 +113,27 @@ class ServerState:
         return out
 
     async def open_log(self) -> None:
-        """Open the prediction log (fails fast when the store is unusable) and resume the bandit."""
-        if self.log is not None:
-            await asyncio.to_thread(self.log.open)
-            self.bandit.restore(await asyncio.to_thread(self.log.load_arms))
+        """Open the prediction log (fails fast when the store is unusable), resume the bandit and restore
+        the persisted route table (unless `routing.restore_routes` is off), before any model loads."""
+        if self.log is None:
+            return
+        await asyncio.to_thread(self.log.open)
+        self.bandit.restore(await asyncio.to_thread(self.log.load_arms))
+        saved = await asyncio.to_thread(self.log.load_routes) if self.config.routing.restore_routes else None
+        if saved is not None:
+            body, version = saved
+            try:
+                self.routes = ActiveRoutes(parse_table(body, version=version))
+            except RouteTableError as exc:
+                log.error("the persisted route table cannot be served (%s); starting from the arguments", exc)
+            else:
+                self.routes_source = "restored"
+                self._publish(self.routes.table)
+        log.info("route table version %d from %s: %s", self.routes.table.version,
+                 "the prediction log (persisted)" if self.routes_source == "restored" else "the command line",
+                 table_json(self.routes.table))
+        if self.routes_source == "arguments":
+            await asyncio.to_thread(self.log.save_routes, table_json(self.routes.table), self.routes.table.version)
 
     async def load_all(self) -> None:
         """Load every variant of the table in a worker thread; a failure is recorded, never raised."""
@@ -142,6 +160,11 @@ class ServerState:
                 if (route.name, route.model_uri) not in self._loaded:
                     await self._load_for_table(route.name, route.model_uri)
             new_table = RouteTable(table.mode, table.variants, current.table.version + 1)
+            if self.log is not None:  # written before the swap: a restart never comes back to an older table
+                try:
+                    await asyncio.to_thread(self.log.save_routes, table_json(new_table), new_table.version)
+                except Exception as exc:  # noqa: BLE001 - any store failure refuses the change
+                    raise RouteTableError(f"the route table could not be persisted ({exc}); unchanged") from None
             self.routes = self._bind(new_table)  # the atomic swap
             self._publish(new_table)
             _stop_mirroring(current, new_table)

@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                             " shadow); PUT /routes needs MLGATE_ADMIN_TOKEN in the environment")
     serve.add_argument("--host", default=None, help="bind address (default: serving.host, 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default: serving.port)")
+    serve.add_argument("--reset-routes", action="store_true",
+                       help="start from --model/--routes even when the prediction log holds a persisted route table")
     serve.add_argument("--params", default="params.yaml",
                        help="read the serving section from this file when it exists (default: params.yaml)")
     serve.set_defaults(handler=serve_command)
@@ -48,5 +50,8 @@ def serve_command(args: argparse.Namespace) -> int:
         models, routes = models_and_routes(args.model, args.routes)
     except ValueError as exc:
         raise UsageError(f"--routes: {exc}") from None
-    run_server(models, serving_config(args.params), port=args.port, host=args.host, routes=routes)
+    config = serving_config(args.params)
+    if args.reset_routes:
+        config = config.model_copy(update={"routing": config.routing.model_copy(update={"restore_routes": False})})
+    run_server(models, config, port=args.port, host=args.host, routes=routes)
     return int(ExitCode.OK)

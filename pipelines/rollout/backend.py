@@ -51,7 +51,9 @@ class TrafficBackend(Protocol):
     has no cluster to test it against (DESIGN §10), and an untested backend is worse than none.
     """
 
-    def set_split(self, champion: ModelSpec, challenger: ModelSpec | None, weight: int, shadow: bool) -> None: ...
+    def set_split(self, champion: ModelSpec, challenger: ModelSpec | None, weight: int, shadow: bool) -> bool:
+        """Put the split in force; True when something had to change (False: it already was)."""
+        ...
 
     def current(self) -> Split: ...
 
@@ -91,10 +93,10 @@ class LocalBackend:
         self.token = token
         self.timeout_s = timeout_s
 
-    def set_split(self, champion: ModelSpec, challenger: ModelSpec | None, weight: int, shadow: bool) -> None:
+    def set_split(self, champion: ModelSpec, challenger: ModelSpec | None, weight: int, shadow: bool) -> bool:
         body = route_table(champion, challenger, weight, shadow)
         if self._same(body):
-            return  # already in force: re-applying after a crash is a no-op
+            return False  # already in force: re-applying after a crash is a no-op
         if not self.token:
             raise UsageError("set MLGATE_ADMIN_TOKEN to the server's admin token to change its routes")
         headers = {"Authorization": f"Bearer {self.token}"}
@@ -102,6 +104,7 @@ class LocalBackend:
         if response.status_code != 200:
             raise BackendError(f"PUT {self.endpoint}/routes answered {response.status_code}: "
                                f"{_problem(response)}{_hint(response.status_code)}")
+        return True
 
     def current(self) -> Split:
         return split_of(self.table())

@@ -13,7 +13,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gates.config import CanaryConfig
@@ -89,6 +89,7 @@ class RolloutController:
         if state.terminal:
             return StepReport(state, "done", f"rollout already ended: {state.position.phase} ({state.reason})")
         now = self.clock()
+        state = self._reassert(state, now)
         look = self._champion_moved(state) or self.analyser(state, now)
         decision = self._decision(state, look)
         approval = self._approval(state) if look.outcome is AnalysisOutcome.SUCCESSFUL else None
@@ -165,15 +166,26 @@ class RolloutController:
         message += f"; {state.reason}" if state.reason else ""
         return StepReport(state, action, message, look)
 
-    def _apply_traffic(self, state: RolloutState, target: Position) -> None:
+    def _apply_traffic(self, state: RolloutState, target: Position) -> bool:
+        """Put `target`'s split in force; True when the backend had to change."""
         champion = ModelSpec(state.champion_version, self._uri(state.champion_version))
         challenger = ModelSpec(state.version, self._uri(state.version))
         if target.phase == "production":
-            self.backend.set_split(challenger, None, 0, False)
-        elif target.phase == "rolled_back":
-            self.backend.set_split(champion, None, 0, False)
-        else:
-            self.backend.set_split(champion, challenger, target.weight, target.shadow)
+            return self.backend.set_split(challenger, None, 0, False)
+        if target.phase == "rolled_back":
+            return self.backend.set_split(champion, None, 0, False)
+        return self.backend.set_split(champion, challenger, target.weight, target.shadow)
+
+    def _reassert(self, state: RolloutState, now: float) -> RolloutState:
+        """Re-apply the split of the current position when the server lost it (a restart without its
+        persisted table, a hand edit); recorded as an event, and the phase's clock restarts, so the
+        traffic routed by the wrong table is not judged as this step's split."""
+        if not self._apply_traffic(state, state.position):
+            return state
+        reason = (f"the route table did not match {state.position.label()} (server restarted or changed by hand); "
+                  "re-applied it, and this step's analysis starts again from now")
+        state = self.store.append_event(replace(state, phase_started=now), status_event(state, "reassert", reason, now))
+        return self.store.save(state)
 
     # ---- helpers ----
 

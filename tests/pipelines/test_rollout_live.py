@@ -43,12 +43,14 @@ def models(tmp_path_factory, churn_frame, base_params, mlflow_uri) -> TrainedMod
     return train_models(tmp_path_factory.mktemp("rollout-live"), churn_frame, base_params, mlflow_uri)
 
 
-def champion_server(ctx: RunContext, token: str, log_url: str, tracking_uri: str) -> ServerProcess:
-    config = ServingConfig.model_validate({**ctx.params.serving.model_dump(),
-                                           "prediction_log": {"url": log_url, "flush_interval_s": 0.1}})
+def champion_server(ctx: RunContext, token: str, log_url: str, tracking_uri: str, *, restore: bool = False,
+                    port: int | None = None) -> ServerProcess:
+    serving = ctx.params.serving.model_dump()
+    config = ServingConfig.model_validate({**serving, "prediction_log": {"url": log_url, "flush_interval_s": 0.1},
+                                           "routing": {**serving["routing"], "restore_routes": restore}})
     name = ctx.params.model.name
     champion = registry.version_by_alias(tracking_uri, name, registry.CHAMPION).version
-    return ServerProcess({"champion": f"models:/{name}/{champion}"}, config,
+    return ServerProcess({"champion": f"models:/{name}/{champion}"}, config, port=port,
                          env={"MLGATE_ADMIN_TOKEN": token, "MLGATE_FEEDBACK_TOKEN": LABELS_TOKEN,
                               "MLFLOW_TRACKING_URI": tracking_uri})
 
@@ -167,3 +169,38 @@ def mlgate_step(params: Path, tracking_uri: str, endpoint: str, token: str,
     command = [sys.executable, "-m", "pipelines.cli", "rollout", "step", "--params", str(params),
                "--tracking-uri", tracking_uri, "--endpoint", endpoint]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_a_server_restarted_mid_canary_restores_its_routes_and_the_rollout_goes_on(models, mlflow_uri):
+    """Stopped and started again at 50%, the server comes back with the persisted table (not single mode),
+    so the controller sees no sample ratio mismatch and promotes the better model. A table changed by
+    hand is re-asserted by the controller at its next look, with an event."""
+    from serving.runtime import free_port
+
+    model = register_models(models, mlflow_uri, ["weak", "strong"], "restart")
+    ctx = RunContext.load(model.params_path, mlflow_uri)
+    token, port = secrets.token_hex(8), free_port()
+    store = RolloutStore(mlflow_uri, model.name)
+    with champion_server(ctx, token, models.log_url, mlflow_uri, port=port) as server:
+        controller = build_controller(ctx, RolloutSettings(server.url, token, models.log_url))
+        controller.start("2", "1", ctx.params.rollout.canary, "restart0001")
+        traffic(ctx, server, rows=300, prefix="r1-")
+        assert controller.step().state.position.phase == "canary"
+        weighted = routes(server)
+    with champion_server(ctx, token, models.log_url, mlflow_uri, port=port, restore=True) as server:
+        ready = httpx.get(f"{server.url}/readyz", timeout=10).json()
+        assert ready["routes"]["source"] == "restored"
+        assert routes(server)["mode"] == "weighted" and routes(server)["variants"] == weighted["variants"]
+        champion_only = {"name": "champion", "model_uri": weighted["variants"][0]["model_uri"], "weight": 100}
+        httpx.put(f"{server.url}/routes", json={"mode": "single", "variants": [champion_only]},
+                  headers={"Authorization": f"Bearer {token}"}, timeout=60).raise_for_status()
+        report = controller.step()
+        assert report.state.position.phase == "canary", report.message
+        assert routes(server)["mode"] == "weighted"
+        assert store.events(store.current())[-1]["kind"] == "reassert"
+        for prefix in ("r2-", "r3-", "r4-"):
+            traffic(ctx, server, rows=400, prefix=prefix)
+            final = controller.run(0.2, max_duration_s=20)
+            if final.state.terminal:
+                break
+    assert final.state.position.phase == "production", final.message

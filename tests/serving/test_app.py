@@ -197,7 +197,8 @@ def test_readyz_is_503_until_the_model_is_loaded(in_app, row: dict) -> None:
         return [*seen, (answer.status_code, answer.json())]
 
     readyz, healthz, early, later = in_app(scenario, loader=slow_loader, wait_ready=False)
-    assert readyz == (503, {"status": "loading", "variants": {"default": readyz[1]["variants"]["default"]}})
+    assert readyz == (503, {"status": "loading", "variants": {"default": readyz[1]["variants"]["default"]},
+                            "routes": {"source": "arguments", "version": 1}})
     assert readyz[1]["variants"]["default"]["state"] == "loading"
     assert healthz == (200, {"status": "ok"})
     assert early[0] == 503 and early[1]["error"]["code"] == "not_ready"
