@@ -137,15 +137,35 @@ def json_text(value: Any) -> str:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, str):
+        return _safe_text(value)
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {_safe_text(str(k)): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 63:
         return _finite_or_none(float(value)) if value.bit_length() <= 1023 else None
     return value
+
+
+def _safe_text(text: str) -> str:
+    """Text any JSON reader accepts: a lone surrogate is kept as the visible escape `\\ud800`."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def json_value(text: str | None) -> Any:
+    """A logged JSON value (None for SQL null); a row an older mlgate wrote with escapes orjson refuses
+    is read by the standard library."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def _finite_or_none(value: Any) -> float | None:
@@ -226,8 +246,7 @@ def read_predictions(url: str, *, since: float | None = None) -> pd.DataFrame:
     """Logged predictions (rows with ts >= since), features and prediction JSON-decoded."""
     frame = _read(url, PREDICTIONS, PREDICTION_COLUMNS, since)
     for name in ("features", "prediction"):
-        frame[name] = pd.Series([orjson.loads(text) if isinstance(text, str) else None for text in frame[name]],
-                                index=frame.index, dtype=object)
+        frame[name] = pd.Series([json_value(text) for text in frame[name]], index=frame.index, dtype=object)
     return frame
 
 
