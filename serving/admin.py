@@ -27,8 +27,12 @@ MAX_FEEDBACK_BODY_BYTES = 5_000_000
 
 def add_admin_routes(app: FastAPI, state: ServerState) -> None:
     @app.get("/routes")
-    async def get_routes() -> JSONResponse:
+    async def get_routes(request: Request) -> JSONResponse:
         """The route table in use: mode, version and each variant's model, version, weight, shadow."""
+        try:
+            require_reader(state, request.headers.get("authorization"))
+        except RequestError as exc:
+            return error_response(exc)
         return JSONResponse(state.routes.describe())
 
     @app.put("/routes")
@@ -42,8 +46,12 @@ def add_admin_routes(app: FastAPI, state: ServerState) -> None:
             return error_response(exc)
 
     @app.get("/bandit")
-    async def get_bandit() -> JSONResponse:
+    async def get_bandit(request: Request) -> JSONResponse:
         """The bandit's minimum share and each arm's Beta posterior."""
+        try:
+            require_reader(state, request.headers.get("authorization"))
+        except RequestError as exc:
+            return error_response(exc)
         arms = [{"variant": a.variant, "model_version": a.model_version, "alpha": a.alpha, "beta": a.beta,
                  "pulls": a.pulls, "mean": a.mean} for a in state.bandit.arms()]
         return JSONResponse({"min_share": state.config.routing.bandit.min_share, "arms": arms})
@@ -59,6 +67,12 @@ def add_admin_routes(app: FastAPI, state: ServerState) -> None:
             return JSONResponse(await state.feedback.accept(items))
         except RequestError as exc:
             return error_response(exc)
+
+
+def require_reader(state: ServerState, authorization: str | None) -> None:
+    """Reads of /routes and /bandit: open, or the admin token with `routing.read_access: token`."""
+    if state.config.routing.read_access == "token":
+        require_token(state.admin_token, authorization, "MLGATE_ADMIN_TOKEN", "reads of the route table")
 
 
 def require_admin(expected: str | None, authorization: str | None) -> None:

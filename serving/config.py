@@ -31,6 +31,12 @@ class PredictionLogConfig(StrictModel):
     max_pending_rows: int = Field(200_000, ge=1)
     # The class whose probability is logged as `score` for binary classifiers (default: classes_[1]).
     positive_class: str | None = None
+    # Personal data: input columns never written to the log, and columns written only as a keyed hash
+    # (BLAKE2b with $MLGATE_LOG_HASH_KEY; equal values still compare equal, for drift of categories).
+    omit_columns: list[str] = Field(default_factory=list)
+    hash_columns: list[str] = Field(default_factory=list)
+    # Rows (predictions, feedback, shed counts) older than this many days are deleted by the writer.
+    retention_days: float | None = Field(None, gt=0.0)
 
 
 class ShadowMirrorConfig(StrictModel):
@@ -66,6 +72,8 @@ class RoutingConfig(StrictModel):
     # The route table is persisted beside the prediction log and restored at start (it wins over --model and
     # --routes); false starts from the arguments (the operator's reset; `mlgate serve --reset-routes`).
     restore_routes: bool = True
+    # GET /routes and GET /bandit show model URIs and versions: `token` makes them need the admin token.
+    read_access: Literal["open", "token"] = "open"
     # X-Target-Variant: `allow` (the request is logged as forced and left out of every split analysis) or
     # `refuse_during_rollout` (403 while the table splits or mirrors traffic).
     forced_variants: Literal["allow", "refuse_during_rollout"] = "allow"

@@ -9,12 +9,15 @@ without bound. A failed write is retried once, then its rows are counted as lost
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,6 +38,35 @@ from serving.prediction_log import (
 log = logging.getLogger(__name__)
 
 _ROUTES_SCOPE = "server"
+_EXPIRY_EVERY_S = 600.0
+
+
+class FeaturePolicy:
+    """Which logged input columns are left out and which are stored as a keyed hash (personal data)."""
+
+    def __init__(self, omit: set[str], hashed: set[str], key: bytes) -> None:
+        self.omit, self.hashed, self._key = omit, hashed, key
+
+    @classmethod
+    def of(cls, config: PredictionLogConfig) -> FeaturePolicy:
+        key = os.environ.get("MLGATE_LOG_HASH_KEY", "").encode()[:64]
+        return cls(set(config.omit_columns), set(config.hash_columns), key)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.omit or self.hashed)
+
+    def apply(self, columns: Mapping[str, Sequence[Any]] | None) -> dict[str, list[Any]] | None:
+        if columns is None:
+            return None
+        return {name: ([self._hash(v) for v in values] if name in self.hashed else list(values))
+                for name, values in columns.items() if name not in self.omit}
+
+    def _hash(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        text = str(value).encode("utf-8", "backslashreplace")
+        return "h:" + hashlib.blake2b(text, digest_size=16, key=self._key).hexdigest()
 LogCounter = Callable[[str, int], None]  # (event: written | dropped | failed, rows)
 _STOP = object()
 
@@ -55,10 +87,13 @@ class PredictionLog:
         self._pending_lock = threading.Lock()
         self._engine: sa.Engine | None = None
         self._thread: threading.Thread | None = None
+        self._features = FeaturePolicy.of(config)
+        self._next_expiry = time.monotonic() + _EXPIRY_EVERY_S
 
     def open(self) -> None:
         self._engine = open_engine(self.config.url)
         create_tables(self._engine)
+        self._expire()
         self._thread = threading.Thread(target=self._run, name="mlgate-prediction-log", daemon=True)
         self._thread.start()
 
@@ -162,6 +197,8 @@ class PredictionLog:
         stopping = False
         while not stopping:
             items, stopping, flushes = self._next_batch()
+            if time.monotonic() >= self._next_expiry:
+                self._expire()
             try:
                 self._write(items)
             except Exception:  # noqa: BLE001 - the writer thread must outlive any bad entry
@@ -213,7 +250,7 @@ class PredictionLog:
         encoded = []
         for item in items:
             try:
-                encoded.append((item, _encoded(item)))
+                encoded.append((item, _encoded(item, self._features)))
             except Exception:  # noqa: BLE001 - one entry that cannot be encoded is lost alone, and counted
                 log.exception("prediction log: an entry could not be encoded")
                 self._count("failed", _prediction_rows(item))
@@ -231,6 +268,19 @@ class PredictionLog:
             except sa.exc.SQLAlchemyError as exc:
                 log.error("prediction log: a %s item could not be written: %s", item[0], str(exc).splitlines()[0])
                 self._count("failed", _prediction_rows(item))
+
+    def _expire(self) -> None:
+        """Delete rows older than `retention_days` (predictions, feedback, shed counts)."""
+        self._next_expiry = time.monotonic() + _EXPIRY_EVERY_S
+        if self.config.retention_days is None or self._engine is None:
+            return
+        cutoff = time.time() - self.config.retention_days * 86400.0
+        try:
+            with self._engine.begin() as connection:
+                for table in (PREDICTIONS, FEEDBACK, SHADOW_SHED):
+                    connection.execute(table.delete().where(table.c.ts < cutoff))
+        except sa.exc.SQLAlchemyError as exc:
+            log.error("prediction log: expiring old rows failed: %s", str(exc).splitlines()[0])
 
     def _insert_items(self, encoded: list[tuple[str, Any]]) -> None:
         predictions = [row for kind, rows in encoded if kind == "predictions" for row in rows]
@@ -257,10 +307,15 @@ class PredictionLog:
                     "beta": arm.beta, "pulls": arm.pulls, "ts": time.time()})
 
 
-def _encoded(item: tuple[str, Any]) -> tuple[str, Any]:
-    """(kind, database rows) of a queued item; prediction entries are expanded and encoded here."""
+def _encoded(item: tuple[str, Any], features: FeaturePolicy) -> tuple[str, Any]:
+    """(kind, database rows) of a queued item; prediction entries are expanded and encoded here, with
+    the personal-data columns left out or hashed."""
     kind, payload = item
-    return (kind, payload.rows()) if kind == "predictions" else (kind, payload)
+    if kind != "predictions":
+        return kind, payload
+    if features.active:
+        payload = replace(payload, columns=features.apply(payload.columns))
+    return kind, payload.rows()
 
 
 def _prediction_rows(item: tuple[str, Any]) -> int:

@@ -110,7 +110,8 @@ class LocalBackend:
         return split_of(self.table())
 
     def table(self) -> dict[str, Any]:
-        response = self._call("GET")
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None  # for read_access: token
+        response = self._call("GET", headers=headers)
         if response.status_code != 200:
             raise BackendError(f"GET {self.endpoint}/routes answered {response.status_code}: {_problem(response)}")
         return response.json()

@@ -373,3 +373,44 @@ def test_kill_9_loses_at_most_the_rows_of_the_last_flush_interval(model_dir: Pat
     assert len(old) > 300 and not [rid for rid in old if rid not in logged], f"lost {len(lost)} of {len(done)}"
     print(f"kill -9: {len(lost)} of {len(done)} answered requests not logged, all within the last "
           f"{flush_s + 0.5:g} s before the kill")
+
+
+def test_reads_can_need_the_token_and_personal_columns_are_left_out_or_hashed(model_dir: Path, holdout: pd.DataFrame,
+                                                                             tmp_path: Path) -> None:
+    log_url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    log = PredictionLogConfig(url=log_url, omit_columns=["state"], hash_columns=["area_code"])
+    config = ServingConfig(prediction_log=log, routing=RoutingConfig(read_access="token"))
+    with ServerProcess({"champion": str(model_dir)}, config, env={"MLGATE_ADMIN_TOKEN": TOKEN,
+                                                                  "MLGATE_LOG_HASH_KEY": "k"}) as server:
+        anonymous = [httpx.get(f"{server.url}{path}", timeout=10).status_code for path in ("/routes", "/bandit")]
+        allowed = [httpx.get(f"{server.url}{path}", headers=ADMIN, timeout=10).status_code
+                   for path in ("/routes", "/bandit")]
+        answers = send(server.url + "/invocations", _bodies(holdout), 50, concurrency=2)
+    assert anonymous == [401, 401] and allowed == [200, 200]
+    assert {a.status for a in answers} == {200}
+    features = read_predictions(log_url)["features"]
+    assert not any("state" in f for f in features)
+    codes = [f["area_code"] for f in features]
+    assert all(code.startswith("h:") for code in codes)
+    sent = holdout["area_code"].head(50).tolist()
+    assert len(set(codes)) == len(set(sent)), "equal values hash equal, different ones differ"
+
+
+def test_rows_older_than_the_retention_are_deleted(tmp_path: Path) -> None:
+    import time
+
+    from serving.log_writer import PredictionLog
+    from serving.prediction_log import PredictionEntry
+
+    url = f"sqlite:///{tmp_path / 'retention.db'}"
+    writer = PredictionLog(PredictionLogConfig(url=url))
+    writer.open()
+    for request_id, ts in (("old", time.time() - 3 * 86400), ("new", time.time())):
+        writer.record(PredictionEntry(request_id, None, "champion", "1", False, ts, 1.0, 200, None, {"x": [1]}, 1,
+                                      ["no"], None))
+    writer.close()
+    assert set(read_predictions(url)["request_id"]) == {"old", "new"}
+    expiring = PredictionLog(PredictionLogConfig(url=url, retention_days=2))
+    expiring.open()
+    expiring.close()
+    assert set(read_predictions(url)["request_id"]) == {"new"}
