@@ -15,7 +15,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +95,13 @@ def prepare_project(root: Path) -> AuditProject:
     champion, _ = ensure_champion(ctx.params, ctx.tracking_uri, root, CHAMPION_ESTIMATOR)
     better = fit_and_log(ctx.params, ctx.tracking_uri, root)
     champion_metrics = _run_metrics(ctx.tracking_uri, champion.run_id)
-    return AuditProject(ctx, champion.source, root / BOOTSTRAP_DIR, better.run.model_uri,
-                        {"champion": champion_metrics, "better": dict(better.metrics)})
+    project = AuditProject(ctx, champion.source, root / BOOTSTRAP_DIR, better.run.model_uri,
+                           {"champion": champion_metrics, "better": dict(better.metrics)})
+    # The served champion is the fault-free wrapper, so champion and faulty challengers pay the same
+    # pyfunc overhead per call and differ only by their fault (a bare sklearn champion made the wrapper
+    # itself a slowdown: one accuracy-drop run was rolled back on canary latency, P(slower) 0.952).
+    wrapped = _faulty(project, "champion", Faults(), "the champion as served")
+    return replace(project, champion_uri=wrapped.model_uri)
 
 
 def _run_metrics(tracking_uri: str, run_id: str | None) -> dict[str, float]:
@@ -110,7 +115,7 @@ def build_challenger(project: AuditProject, scenario: str) -> Challenger:
 
 
 def _same(project: AuditProject) -> Challenger:
-    return _faulty(project, "same", Faults(), "identical answers: every threshold met with all its room")
+    return _faulty(project, "same", Faults(), "the champion's own wrapper: identical answers and cost per call")
 
 
 def _better(project: AuditProject) -> Challenger:

@@ -123,7 +123,9 @@ def report(records: list[dict[str, Any]], params: Any, command: str) -> str:
         f"{', '.join(f'{c} ({_runs(n)})' for c, n in configs.items())}).",
         f"Machine: {records[-1]['machine']} (shared with other engineers' work: the 1-minute load average before "
         "each run is in the JSON records). Each run: a fresh model name in a throwaway SQLite MLflow store, the "
-        "logistic-regression champion served on 127.0.0.1, the challenger rolled out by `run_lifecycle_demo` while "
+        "logistic-regression champion served on 127.0.0.1 through the same fault-free models-from-code wrapper "
+        "as the faulty challengers (so both arms pay the same pyfunc overhead per call and differ only by the "
+        "fault), the challenger rolled out by `run_lifecycle_demo` while "
         "the production split is replayed at 150 requests/s with every label sent 1 s after its answer.",
         _outcome_table(records), _wrong_outcomes(records), _distance_table(records),
         _configuration(params), _alpha_bound(records, params.rollout)])

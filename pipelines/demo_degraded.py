@@ -11,6 +11,7 @@ registration; a champion too weak to be degraded that much is refused with the n
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 import warnings
@@ -46,9 +47,19 @@ class Degradation:
         """How much worse on the holdout, in the metric's own direction (accuracy drop, MAE rise)."""
         return self.champion - self.degraded if self.metric == "accuracy" else self.degraded - self.champion
 
+    @property
+    def allowed(self) -> float:
+        """The canary's margin in the metric's units (MAE's margin is relative to the champion's MAE)."""
+        return self.margin * self.champion if self.metric == "mae" else self.margin
+
+    @property
+    def margins(self) -> float:
+        """The harm in canary margins: what the demo sizes to DEGRADE_FACTOR and refuses below 2."""
+        return self.harm / self.allowed if self.allowed > 0 else math.inf
+
     def describe(self) -> str:
         return (f"holdout {self.metric} {self.champion:.4f} -> {self.degraded:.4f} (harm {self.harm:.4f}, "
-                f"{self.harm / self.margin:.1f}x the canary margin {self.margin:g}); {self.faults.describe()}")
+                f"{self.margins:.1f}x the canary margin {self.allowed:.4g}); {self.faults.describe()}")
 
 
 def canary_metric(task: str) -> str:
@@ -101,12 +112,12 @@ def degrade_champion(ctx: RunContext, margin: float, out_dir: Path) -> tuple[Pat
             degraded_out = np.asarray(mlflow.pyfunc.load_model(str(out_dir)).predict(features))
         result = Degradation(metric, _score(metric, labels, champion_out), _score(metric, labels, degraded_out),
                              margin, faults)
-        if result.harm >= DEGRADE_FACTOR * margin or faults.perturb_share >= MAX_SHARE:
+        if result.margins >= DEGRADE_FACTOR or faults.perturb_share >= MAX_SHARE:
             break
-        grow = DEGRADE_FACTOR * margin / max(result.harm, margin / 10)
+        grow = DEGRADE_FACTOR / max(result.margins, 0.1)
         faults = replace(faults, perturb_share=min(MAX_SHARE, faults.perturb_share * grow))
         shutil.rmtree(out_dir)
-    if result.harm < 2 * margin:
+    if result.margins < 2:
         raise GateRefused(f"demo: the degraded candidate is not degraded enough to prove anything: {result.describe()}")
     return base, result
 

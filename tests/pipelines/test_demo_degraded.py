@@ -78,3 +78,33 @@ def test_faulty_model_raises_for_its_error_rows_and_on_every_call_when_told(cham
     always = mlflow.pyfunc.load_model(str(save_faulty_model(base, tmp_path / "raise", Faults(raise_always=True))))
     with pytest.raises(Exception, match="raises on every call"):
         always.predict(features.head(3))
+
+
+def test_a_regression_champion_is_degraded_on_mae_by_at_least_twice_the_relative_margin(tmp_path):
+    """Regression: a share of values shifted; the MAE rise, in units of the margin x the champion's MAE."""
+    import mlflow.pyfunc
+    import mlflow.sklearn
+    import pandas as pd
+    import skops.io
+    from mlflow.models import infer_signature
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import Ridge
+
+    from pipelines.demo_degraded import Degradation, plan_degradation
+
+    x, y = load_diabetes(return_X_y=True, as_frame=True)
+    model = Ridge().fit(x.iloc[:300], y.iloc[:300])
+    base = tmp_path / "ridge"
+    mlflow.sklearn.save_model(model, str(base), serialization_format="skops", signature=infer_signature(x, y),
+                              skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(model)))
+    holdout, labels = x.iloc[300:], y.iloc[300:]
+    champion_out = np.asarray(model.predict(holdout))
+    faults = plan_degradation("regression", labels, champion_out, [], 0.15)
+    degraded_out = np.asarray(mlflow.pyfunc.load_model(str(save_faulty_model(base, tmp_path / "deg", faults)))
+                              .predict(holdout))
+    mae = lambda out: float(np.mean(np.abs(labels.to_numpy() - out)))  # noqa: E731
+    result = Degradation("mae", mae(champion_out), mae(degraded_out), 0.15, faults)
+    assert result.margins >= 2, result.describe()
+    changed = np.mean(~np.isclose(champion_out, degraded_out))
+    assert changed == pytest.approx(faults.perturb_share, abs=0.08)
+    assert isinstance(pd.Series(degraded_out).iloc[0], float)

@@ -414,3 +414,33 @@ def test_rows_older_than_the_retention_are_deleted(tmp_path: Path) -> None:
     expiring.open()
     expiring.close()
     assert set(read_predictions(url)["request_id"]) == {"new"}
+
+
+def test_on_a_real_server_labels_need_the_feedback_token_and_the_first_label_stands(
+        model_dir: Path, holdout: pd.DataFrame, tmp_path: Path) -> None:
+    """Fabricated labels without the token (or as a browser's text/plain POST) change nothing; with the
+    token, a second, different label for the same rows is a conflict and the first labels stand."""
+    from gates.online_frames import label_conflicts, standing_labels
+    from serving.prediction_log import read_feedback
+
+    log_url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    config = ServingConfig(prediction_log=PredictionLogConfig(url=log_url))
+    labels_token = "real-server-labels"
+    env = {"MLGATE_ADMIN_TOKEN": TOKEN, "MLGATE_FEEDBACK_TOKEN": labels_token}
+    with ServerProcess({"champion": str(model_dir)}, config, env=env) as server:
+        answers = send(server.url + "/invocations", _bodies(holdout), 50, concurrency=4,
+                       headers_for=lambda i: {"X-Request-Id": f"lab-{i}"})
+        first = [{"request_id": a.request_id, "label": "no"} for a in answers]
+        flipped = [{"request_id": a.request_id, "label": "yes"} for a in answers]
+        url, auth = server.url + "/feedback", {"Authorization": f"Bearer {labels_token}"}
+        anonymous = httpx.post(url, json=flipped, timeout=10)
+        admin = httpx.post(url, json=flipped, headers=ADMIN, timeout=10)
+        browser = httpx.post(url, content=json.dumps(flipped), timeout=10,
+                             headers={**auth, "Content-Type": "text/plain"})
+        accepted = httpx.post(url, json=first, headers=auth, timeout=10).json()
+        conflicting = httpx.post(url, json=flipped, headers=auth, timeout=10).json()
+        repeated = httpx.post(url, json=first, headers=auth, timeout=10).json()
+    assert (anonymous.status_code, admin.status_code, browser.status_code) == (401, 403, 415)
+    assert (accepted["accepted"], conflicting["conflicts"], repeated["duplicates"]) == (50, 50, 50)
+    stored = read_feedback(log_url)
+    assert set(standing_labels(stored)["label"]) == {"no"} and label_conflicts(stored) == 50
