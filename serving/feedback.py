@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 import threading
 import time
 from collections import OrderedDict, defaultdict
@@ -31,10 +30,10 @@ from serving.errors import bad_request, too_large
 from serving.log_writer import PredictionLog
 from serving.metrics import RoutingMetrics
 from serving.prediction_log import PredictionEntry, label_text
+from serving.protocol import REQUEST_ID, lone_surrogate_at
 
 MAX_ITEMS = 10_000
 _ITEM_KEYS = {"request_id", "row_index", "label", "reward", "correction"}
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")  # as X-Request-Id: what a logged request can have
 _SHOWN_UNKNOWN = 10
 
 
@@ -85,7 +84,7 @@ def _item(entry: Any, index: int) -> FeedbackItem:
     if unknown := sorted(set(entry) - _ITEM_KEYS):
         raise bad_request("invalid_feedback", f"{where}: unknown key(s) {unknown}; allowed: {sorted(_ITEM_KEYS)}")
     request_id, row_index = entry.get("request_id"), entry.get("row_index", 0)
-    if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
+    if not isinstance(request_id, str) or not REQUEST_ID.fullmatch(request_id):
         raise bad_request("invalid_feedback", f"{where}: request_id must be 1-128 characters of A-Z a-z 0-9 "
                           ". _ : @ / + = - (as X-Request-Id)")
     if isinstance(row_index, bool) or not isinstance(row_index, int) or row_index < 0:
@@ -98,11 +97,8 @@ def _item(entry: Any, index: int) -> FeedbackItem:
     if reward is not None and (isinstance(reward, bool) or not isinstance(reward, (int, float))
                                or not math.isfinite(reward)):
         raise bad_request("invalid_feedback", f"{where}: reward must be a finite number, not {reward!r}")
-    if isinstance(label, str) and not label.isascii():
-        try:
-            label.encode("utf-8")
-        except UnicodeEncodeError:
-            raise bad_request("invalid_feedback", f"{where}: label is not valid Unicode (a lone surrogate)") from None
+    if isinstance(label, str) and lone_surrogate_at(label) is not None:
+        raise bad_request("invalid_feedback", f"{where}: label is not valid Unicode (a lone surrogate)")
     correction = entry.get("correction", False)
     if not isinstance(correction, bool):
         raise bad_request("invalid_feedback", f"{where}: correction must be true or false, not {correction!r}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -28,7 +27,7 @@ from serving.config import ServingConfig
 from serving.errors import RequestError, bad_request, error_body, too_large
 from serving.metrics import UNROUTED
 from serving.prediction_log import PredictionEntry, json_text
-from serving.protocol import ParsedInput, media_type_of, parse_body
+from serving.protocol import REQUEST_ID, ParsedInput, media_type_of, parse_body
 from serving.routing import ROUTING_KEY_HEADER, forced_variant
 from serving.shadow import ShadowJob
 from serving.state import ActiveRoutes, Runtime, ServerState
@@ -39,7 +38,6 @@ log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "x-request-id"
 PROBA_HEADER = "x-predict-proba"
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 _TRUE, _FALSE = frozenset({"1", "true", "yes"}), frozenset({"0", "false", "no"})
 # Bodies above this are parsed, and batches above this many cells checked, in a thread, so the
 # event loop keeps answering others.
@@ -160,7 +158,7 @@ def request_id_of(headers: Mapping[str, str]) -> str:
     given = headers.get(REQUEST_ID_HEADER)
     if given is None:
         return new_request_id()
-    if not _REQUEST_ID.fullmatch(given):
+    if not REQUEST_ID.fullmatch(given):
         raise bad_request("invalid_header", "X-Request-Id must be 1-128 characters of A-Z a-z 0-9 . _ : @ / + = -")
     return given
 

@@ -67,6 +67,8 @@ class FeaturePolicy:
             return None
         text = str(value).encode("utf-8", "backslashreplace")
         return "h:" + hashlib.blake2b(text, digest_size=16, key=self._key).hexdigest()
+
+
 LogCounter = Callable[[str, int], None]  # (event: written | dropped | failed, rows)
 _STOP = object()
 

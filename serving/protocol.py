@@ -11,10 +11,25 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from serving.errors import RequestError, bad_request, shown
+
+# What a request id may be (X-Request-Id, and the request_id of feedback that refers to one).
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+
+
+def lone_surrogate_at(text: str) -> int | None:
+    """Index of the first lone surrogate (valid JSON, invalid Unicode: models and encoders fail on it)."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
 
 JSON_TYPE = "application/json"
 CSV_TYPE = "text/csv"

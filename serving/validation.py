@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from serving.errors import RequestError, bad_request, preview, shown, too_large
-from serving.protocol import ParsedInput
+from serving.protocol import ParsedInput, lone_surrogate_at
 
 NUMERIC_TYPES = frozenset({"integer", "long", "float", "double"})
 INTEGER_TYPES = frozenset({"integer", "long"})
@@ -179,14 +179,11 @@ def _json_any(spec: ColumnSpec, values: list[Any]) -> list[Any]:
 
 def _check_text(spec: ColumnSpec, value: str, row: int) -> None:
     """Text the model can encode: a lone surrogate (valid JSON, invalid Unicode) is a 400, not a 500."""
-    if value.isascii():
-        return
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
+    at = lone_surrogate_at(value)
+    if at is not None:
         message = (f"column {spec.name!r} has invalid Unicode at row {row} (a lone surrogate "
-                   f"{ascii(value[exc.start])} at character {exc.start}); send valid UTF-8 text or null")
-        raise bad_request("invalid_text", message, spec.name) from None
+                   f"{ascii(value[at])} at character {at}); send valid UTF-8 text or null")
+        raise bad_request("invalid_text", message, spec.name)
 
 
 def _text_numbers(spec: ColumnSpec, values: list[Any]) -> list[Any]:
