@@ -20,12 +20,13 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY mlgate ./mlgate
 COPY gates ./gates
 COPY pipelines ./pipelines
 COPY serving ./serving
 RUN pip install --upgrade pip setuptools wheel \
  && pip install . \
- && python -c "import serving.app, pipelines.cli"
+ && python -c "import mlgate.serving.app, mlgate.pipelines.cli.main"
 
 # ---- base: the runtime, without compilers, caches or sources ------------------------------------
 FROM ${PYTHON_IMAGE} AS base

@@ -27,7 +27,7 @@ bench: install
 	$(BIN)/python -m benchmarks
 
 lint: install
-	$(BIN)/ruff check gates pipelines serving tests benchmarks
+	$(BIN)/ruff check mlgate gates pipelines serving tests benchmarks
 
 clean:
 	rm -rf $(VENV) reports metrics models data/*.parquet mlflow.db mlartifacts

@@ -8,7 +8,7 @@ fresh process started by a small wrapper that reports the wall time and the peak
 - mlgate: read both files, Great Expectations validation of both against expectations/churn.json
   (the gate validates train and the batch), then `gates.data.check` (contract checks + per-feature
   PSI/KS/chi-square/JS drift of every feature, as params.yaml configures).
-- deepchecks 0.19.1 in its pinned side environment (pipelines/deepchecks_env.py): the drift checks of
+- deepchecks 0.19.1 in its pinned side environment (pipelines/deepchecks/env.py): the drift checks of
   its `train_test_validation` suite (FeatureDrift, LabelDrift, MultivariateDrift; suite defaults).
 
 Targets: mlgate under 20 s and 4 GB on 2 cores, and at least 5x faster than deepchecks.
@@ -46,9 +46,9 @@ _WRAPPER = (
 
 def build_data(rows: int, out: Path) -> dict[str, str]:
     """Reference (from train) and batch (from production), `rows` each, resampled with a fixed seed."""
-    from pipelines.config import load_params
-    from pipelines.data import load_source
-    from pipelines.prepare import make_splits
+    from mlgate.pipelines.datasets import load_source
+    from mlgate.pipelines.params import load_params
+    from mlgate.pipelines.stages.prepare import make_splits
 
     params = load_params(REPO / "params.yaml")
     splits = make_splits(load_source(params.data, REPO), params)
@@ -68,9 +68,9 @@ def mlgate_side(paths: dict[str, str], output: str) -> int:
     started = time.perf_counter()
     import pandas as pd
 
-    from gates.data import DataGateInputs, check
-    from pipelines.config import load_params
-    from pipelines.expectations import Validator, read_suite
+    from mlgate.gates.data.decide import DataGateInputs, check
+    from mlgate.pipelines.checks.data.expectations import Validator, read_suite
+    from mlgate.pipelines.params import load_params
 
     params = load_params(REPO / "params.yaml")
     config = params.gates.data
@@ -98,7 +98,7 @@ def mlgate_side(paths: dict[str, str], output: str) -> int:
 
 
 def deepchecks_spec(paths: dict[str, str], output: str) -> dict:
-    from pipelines.config import load_params
+    from mlgate.pipelines.params import load_params
 
     params = load_params(REPO / "params.yaml")
     return {**paths, "output": output, "label": params.model.target,
@@ -119,7 +119,7 @@ def measured(command: list[str], work: Path, name: str, env: dict[str, str] | No
 
 
 def run_deepchecks(paths: dict[str, str], work: Path) -> dict:
-    from pipelines.deepchecks_env import ensure_env, side_env_vars
+    from mlgate.pipelines.deepchecks.env import ensure_env, side_env_vars
 
     python = ensure_env()
     spec = work / "deepchecks.spec.json"

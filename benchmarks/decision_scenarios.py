@@ -2,7 +2,7 @@
 
 One prepared project per audit process (the real churn splits, a logistic-regression champion and a
 gradient-boosting candidate trained as `mlgate demo` trains them, in a throwaway SQLite MLflow store).
-Each scenario's challenger is built once (pipelines.faulty_model wraps the champion with a sized fault);
+Each scenario's challenger is built once (mlgate.pipelines.demo.faulty_model wraps the champion with a sized fault);
 each run registers champion and challenger under a model name of its own, so every run is a fresh rollout
 with its own prediction log, and rolls it out live with `run_lifecycle_demo` (a real server on 127.0.0.1,
 replayed production traffic with late labels, the real controller).
@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from pipelines.context import RunContext
-from pipelines.faulty_model import Faults
+from mlgate.pipelines.context import RunContext
+from mlgate.pipelines.demo.faulty_model import Faults
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_NAME = "churn_audit"
@@ -55,8 +55,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
 
 
 def audit_rollout(task: str) -> dict:
-    """AUDIT_ROLLOUT: the demo's rollout settings (pipelines.lifecycle.demo_rollout), unchanged."""
-    from pipelines.lifecycle import demo_rollout
+    """AUDIT_ROLLOUT: the demo's rollout settings (mlgate.pipelines.demo.lifecycle.demo_rollout), unchanged."""
+    from mlgate.pipelines.demo.lifecycle import demo_rollout
 
     return demo_rollout(task)
 
@@ -79,10 +79,10 @@ class Challenger:
 
 def prepare_project(root: Path) -> AuditProject:
     """`mlgate prepare`, the bootstrapped champion (registered, alias champion) and the params.yaml candidate."""
-    from pipelines.champion import BOOTSTRAP_DIR, ensure_champion
-    from pipelines.cli import main as mlgate
-    from pipelines.lifecycle import with_rollout
-    from pipelines.train import fit_and_log
+    from mlgate.pipelines.cli.main import main as mlgate
+    from mlgate.pipelines.demo.lifecycle import with_rollout
+    from mlgate.pipelines.registry.champion import BOOTSTRAP_DIR, ensure_champion
+    from mlgate.pipelines.stages.train import fit_and_log
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["model"]["name"] = MODEL_NAME
@@ -105,7 +105,7 @@ def prepare_project(root: Path) -> AuditProject:
 
 
 def _run_metrics(tracking_uri: str, run_id: str | None) -> dict[str, float]:
-    from pipelines import registry
+    from mlgate.pipelines.registry import mlflow_io as registry
 
     return dict(registry.client(tracking_uri).get_run(run_id).data.metrics) if run_id else {}
 
@@ -126,8 +126,8 @@ def _better(project: AuditProject) -> Challenger:
 
 
 def _accuracy_drop(project: AuditProject) -> Challenger:
-    """pipelines.demo_degraded sizes the share of swapped labels and checks the drop on the holdout."""
-    from pipelines.demo_degraded import degrade_champion
+    """mlgate.pipelines.demo.degraded sizes the share of swapped labels and checks the drop on the holdout."""
+    from mlgate.pipelines.demo.degraded import degrade_champion
 
     margin = project.ctx.params.rollout.canary.metric_margins["accuracy"]
     with tempfile.TemporaryDirectory(prefix="mlgate-audit-") as tmp:
@@ -155,7 +155,7 @@ def _slow(project: AuditProject) -> Challenger:
 def live_champion_ms(project: AuditProject) -> tuple[float, float]:
     """90th percentile of the champion's model time per shadow call and the mean rows of those calls, timed
     by the server's shadow worker while the champion is shadowed by its unfaulted wrapper for CALIBRATION_S."""
-    from pipelines.lifecycle import run_lifecycle_demo
+    from mlgate.pipelines.demo.lifecycle import run_lifecycle_demo
 
     ctx = _registered(project, "calibration", _same(project))
     run_lifecycle_demo(ctx, version="2", rollout_overrides={"shadow": {"min_requests": 10**9}},
@@ -167,10 +167,10 @@ def live_champion_ms(project: AuditProject) -> tuple[float, float]:
 
 
 def shadow_calls(log_url: str) -> Any:
-    """The challenger's timed shadow calls in a run's prediction log (gates.shadow.timed_calls)."""
-    from gates.online_frames import variant_rows
-    from gates.shadow import timed_calls
-    from serving.prediction_log import read_predictions
+    """The challenger's timed shadow calls in a run's prediction log (mlgate.gates.online.shadow.timed_calls)."""
+    from mlgate.gates.online.log_frames import variant_rows
+    from mlgate.gates.online.shadow import timed_calls
+    from mlgate.serving.log.prediction_log import read_predictions
 
     return timed_calls(variant_rows(read_predictions(log_url), "challenger", shadow=True))
 
@@ -202,8 +202,8 @@ def _faulty(project: AuditProject, scenario: str, faults: Faults, distance: str)
     """Log the champion wrapped with `faults` as a run of its own; the logged model's URI."""
     import mlflow
 
-    from pipelines import registry
-    from pipelines.faulty_model import log_faulty_model
+    from mlgate.pipelines.demo.faulty_model import log_faulty_model
+    from mlgate.pipelines.registry import mlflow_io as registry
 
     registry.client(project.ctx.tracking_uri)
     mlflow.set_experiment(MODEL_NAME)
@@ -215,7 +215,7 @@ def _faulty(project: AuditProject, scenario: str, faults: Faults, distance: str)
 
 def run_scenario(project: AuditProject, scenario: Scenario, challenger: Challenger) -> dict[str, Any]:
     """One live rollout of `challenger` against the champion, under a fresh model name; its record."""
-    from pipelines.lifecycle import run_lifecycle_demo
+    from mlgate.pipelines.demo.lifecycle import run_lifecycle_demo
 
     ctx = _registered(project, scenario.name, challenger)
     started = time.perf_counter()
@@ -231,7 +231,7 @@ def run_scenario(project: AuditProject, scenario: Scenario, challenger: Challeng
 def labels_used(log_url: str, state: Any) -> int:
     """Labels the canary analysis had when it decided: those that arrived since the canary started (the
     shadow needs none, so a decision in the shadow used 0)."""
-    from serving.prediction_log import read_feedback
+    from mlgate.serving.log.prediction_log import read_feedback
 
     if state.canary_started is None:
         return 0
@@ -244,7 +244,7 @@ def _registered(project: AuditProject, label: str, challenger: Challenger) -> Ru
     """Champion (alias champion) and challenger as versions 1 and 2 of a new model name with a log of its own."""
     from dataclasses import replace
 
-    from pipelines import registry
+    from mlgate.pipelines.registry import mlflow_io as registry
 
     name, uri = f"{MODEL_NAME}-{label}-{uuid.uuid4().hex[:6]}", project.ctx.tracking_uri
     registry.register_version(uri, name, project.champion_uri, {"mlgate.stage": "production"})
@@ -257,7 +257,7 @@ def _registered(project: AuditProject, label: str, challenger: Challenger) -> Ru
 
 
 def _record(scenario: Scenario, challenger: Challenger, result: Any, wall_s: float) -> dict[str, Any]:
-    from pipelines.rollout.state import Position
+    from mlgate.pipelines.rollout.state import Position
 
     state, stats = result.state, result.replay
     decisive = next((e for e in reversed(result.events) if e.get("kind") in ("promote", "rollback")), {})

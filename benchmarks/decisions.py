@@ -204,7 +204,7 @@ def _configuration(params: Any) -> str:
         return ", ".join(f"`{k}` {v}" for k, v in model.model_dump().items())
 
     return ("Configuration: params.yaml with AUDIT_ROLLOUT applied (`audit_rollout(task)` in "
-            "benchmarks/decision_scenarios.py = `demo_rollout(task)` of pipelines/lifecycle.py, unchanged); "
+            "benchmarks/decision_scenarios.py = `demo_rollout(task)` of pipelines/demo/lifecycle.py, unchanged); "
             f"the controller looks every {params.rollout.poll_interval_s:g} s.\n\n"
             f"- `rollout.shadow`: {fields(params.rollout.shadow)}\n- `rollout.canary`: {fields(params.rollout.canary)}\n"
             f"- `serving.routing.shadow` (the server's mirroring): {fields(params.serving.routing.shadow)}")
@@ -236,8 +236,8 @@ def _alpha_bound(records: list[dict[str, Any]], rollout: Any) -> str:
 def current_params() -> Any:
     """The audit's configuration as it stands in the code: params.yaml with AUDIT_ROLLOUT (for the doc)."""
     from benchmarks.decision_scenarios import audit_rollout
-    from pipelines.context import RunContext
-    from pipelines.lifecycle import with_rollout
+    from mlgate.pipelines.context import RunContext
+    from mlgate.pipelines.demo.lifecycle import with_rollout
 
     ctx = RunContext.load(REPO / "params.yaml", tracking_uri="sqlite:///unused.db")
     return with_rollout(ctx, audit_rollout(ctx.params.model.task)).params

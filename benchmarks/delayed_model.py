@@ -22,7 +22,7 @@ class DelayedModel(PythonModel):
     """The wrapped sklearn model, slowed by model_config["delay_ms"] per predict call."""
 
     def load_context(self, context):
-        from serving.loading import load_sklearn_model
+        from mlgate.serving.loading import load_sklearn_model
 
         self.model = load_sklearn_model(context.artifacts["model"]).model
         self.delay_s = float(context.model_config["delay_ms"]) / 1000.0

@@ -74,8 +74,8 @@ def _cpu_times() -> list[int]:
 
 def prepare_project(root: Path, tracking_uri: str) -> Path:
     """prepare + train with params.yaml's settings, and the trained model registered as champion."""
-    from pipelines import registry
-    from pipelines.cli import main as mlgate
+    from mlgate.pipelines.cli.main import main as mlgate
+    from mlgate.pipelines.registry import mlflow_io as registry
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["model"]["name"] = MODEL_NAME
@@ -92,8 +92,8 @@ def prepare_project(root: Path, tracking_uri: str) -> Path:
 
 def run_gate(params: Path, tracking_uri: str, candidate: Path | None) -> dict[str, Any]:
     """One `mlgate gate latency --report-only`; the figures of its result and the load around it."""
-    from gates.result import GateResult
-    from pipelines.cli import main as mlgate
+    from mlgate.gates.result import GateResult
+    from mlgate.pipelines.cli.main import main as mlgate
 
     argv = ["gate", "latency", "--params", str(params), "--tracking-uri", tracking_uri, "--report-only"]
     report_path = params.parent / "reports" / "gates" / "latency.json"
@@ -127,7 +127,7 @@ def _row(kind: str, i: int, run: dict[str, Any]) -> str:
 
 def report(same: list[dict], delayed: list[dict], sampler: LoadSampler, command: str) -> str:
     from benchmarks import machine_description
-    from pipelines.config import load_params
+    from mlgate.pipelines.params import load_params
 
     cfg = load_params(REPO / "params.yaml").gates.latency
     load, cpu = sampler.samples, sampler.shares()

@@ -32,10 +32,10 @@ SEED = 20240601
 
 def build_holdout(rows: int, out: Path) -> dict[str, str]:
     """Fit both models on the real training split, resample their holdout predictions to `rows` rows."""
-    from pipelines.config import load_params
-    from pipelines.data import load_source
-    from pipelines.prepare import make_splits
-    from pipelines.train import build_pipeline
+    from mlgate.pipelines.datasets import load_source
+    from mlgate.pipelines.params import load_params
+    from mlgate.pipelines.stages.prepare import make_splits
+    from mlgate.pipelines.stages.train import build_pipeline
 
     params = load_params(REPO / "params.yaml")
     splits = make_splits(load_source(params.data, REPO), params)
@@ -61,9 +61,9 @@ def measure(paths: dict[str, str], queue) -> None:
     """In a fresh process: load the holdout, run the gate's statistics, report time and peak RSS."""
     import pandas as pd
 
-    from gates.quality import Baseline, QualityInputs, check
-    from gates.stats import Predictions
-    from pipelines.config import load_params
+    from mlgate.gates.quality.decide import Baseline, QualityInputs, check
+    from mlgate.gates.stats import Predictions
+    from mlgate.pipelines.params import load_params
 
     config = load_params(REPO / "params.yaml").gates.quality
     config = config.model_copy(update={"bootstrap": config.bootstrap.model_copy(update={"n_boot": 1000})})
@@ -131,7 +131,7 @@ average {figures['load'][0]:.1f} before and {figures['load'][1]:.1f} after (the 
 
 Result: {verdict} the target.
 
-| metric | method as reported by gates.stats |
+| metric | method as reported by mlgate.gates.stats |
 |---|---|
 {methods}
 """

@@ -44,7 +44,7 @@ KEYS = 10_000
 
 def config(log_url: str | None) -> Any:
     """The serving defaults, logging to `log_url` (None: the prediction log off)."""
-    from serving.config import ServingConfig
+    from mlgate.serving.settings import ServingConfig
 
     base = ServingConfig()
     log = base.prediction_log.model_copy(update={"enabled": log_url is not None, "url": log_url or base.prediction_log.url})
@@ -60,7 +60,7 @@ def routes(model: Path, challenger_weight: int) -> dict[str, Any]:
 @contextmanager
 def servers(model: Path, scratch: Path) -> Iterator[dict[str, Any]]:
     """The three servers started (ServerProcess), stopped on exit."""
-    from serving.runtime import ServerProcess
+    from mlgate.serving.runtime import ServerProcess
 
     with ExitStack() as stack:
         running = {SINGLE: stack.enter_context(ServerProcess({"champion": str(model)}, config(None),
@@ -181,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     if (paths := model_and_holdout(args)) is None:
         return 2
     model, holdout = paths
-    from serving.loading import load_sklearn_model
-    from serving.prediction_log import read_predictions
+    from mlgate.serving.loading import load_sklearn_model
+    from mlgate.serving.log.prediction_log import read_predictions
 
     bodies = single_row_bodies(pd.read_parquet(holdout), load_sklearn_model(str(model)).input_columns)
     args.rows = len(bodies)

@@ -58,7 +58,7 @@ def _native(value: Any) -> Any:
 
 def mlgate_config(scratch: Path) -> Any:
     """The server's defaults (micro-batching on, every prediction logged), the log in a scratch dir."""
-    from serving.config import ServingConfig
+    from mlgate.serving.settings import ServingConfig
 
     config = ServingConfig()
     log = config.prediction_log.model_copy(update={"url": f"sqlite:///{scratch / 'predictions.db'}"})
@@ -77,7 +77,7 @@ def describe_mlgate(config: Any) -> str:
 @contextmanager
 def mlgate_server(model_dir: Path, config: Any, scratch: Path) -> Iterator[str]:
     """`python -m serving` through ServerProcess, stopped on exit."""
-    from serving.runtime import ServerProcess
+    from mlgate.serving.runtime import ServerProcess
 
     with ServerProcess(str(model_dir), config, log_path=scratch / "mlgate.log") as server:
         yield server.url + "/invocations"
@@ -86,7 +86,7 @@ def mlgate_server(model_dir: Path, config: Any, scratch: Path) -> Iterator[str]:
 @contextmanager
 def mlflow_server(model_dir: Path, scratch: Path, workers: int) -> Iterator[str]:
     """`mlflow models serve --env-manager local -w N` in its own process group, stopped with SIGTERM."""
-    from serving.runtime import free_port
+    from mlgate.serving.runtime import free_port
 
     port = free_port()
     bin_dir = str(Path(sys.executable).parent)
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     if (paths := model_and_holdout(args)) is None:
         return 2
     model, holdout = paths
-    from serving.loading import load_sklearn_model
+    from mlgate.serving.loading import load_sklearn_model
 
     signature = load_sklearn_model(str(model)).input_columns
     bodies = single_row_bodies(pd.read_parquet(holdout), signature)

@@ -1,7 +1,7 @@
 """Configuration of each gate and of the online analyses: the `gates.*` and `rollout.*` sections.
 
 They live beside the gates (not in pipelines/) because a gate's `check(inputs, config)` takes them,
-and gates import nothing from pipelines. pipelines/config.py composes them into params.yaml's schema.
+and gates import nothing from pipelines. pipelines/params.py composes them into params.yaml's schema.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from gates.schema import StrictModel
-from gates.stats.metrics import metrics_for_task
+from mlgate.gates.schema import StrictModel
+from mlgate.gates.stats.metrics import metrics_for_task
 
 # Metric names a quality threshold may use, per task: the statistics registry is the one source.
 TASK_METRICS: dict[str, tuple[str, ...]] = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gates.result import ExitCode
+from mlgate.gates.result import ExitCode
 
 
 class MlgateError(Exception):

@@ -1,4 +1,4 @@
-"""`python -m serving --model [NAME=]URI ... [--routes FILE] [--host H] [--port N] [--config-json JSON]`.
+"""`python -m mlgate.serving --model [NAME=]URI ... [--routes FILE] [--host H] [--port N] [--config-json JSON]`.
 
 The entry point ServerProcess and the docker runtime start; `mlgate serve` calls the same
 `run_server`. The configuration arrives as the JSON of a ServingConfig (the `serving:` section).
@@ -12,13 +12,13 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from serving.config import ServingConfig
-from serving.routes import RouteTable, initial_table, load_routes_file
-from serving.variants import parse_model_args
+from mlgate.serving.routing.routes import RouteTable, initial_table, load_routes_file
+from mlgate.serving.settings import ServingConfig
+from mlgate.serving.variants import parse_model_args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving", description="Run the mlgate model server.")
+    parser = argparse.ArgumentParser(prog="python -m mlgate.serving", description="Run the mlgate model server.")
     parser.add_argument("--model", action="append", default=[], metavar="[NAME=]URI", help="repeatable")
     parser.add_argument("--host")
     parser.add_argument("--port", type=int)
@@ -29,9 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = ServingConfig.model_validate_json(args.config_json)
         models, routes = models_and_routes(args.model, args.routes)
     except (ValueError, ValidationError) as exc:
-        print(f"python -m serving: {exc}", file=sys.stderr)
+        print(f"python -m mlgate.serving: {exc}", file=sys.stderr)
         return 2
-    from serving.app import run_server  # imported here: FastAPI and uvicorn load only to serve
+    from mlgate.serving.app import run_server  # imported here: FastAPI and uvicorn load only to serve
 
     run_server(models, config, port=args.port, host=args.host, routes=routes)
     return 0

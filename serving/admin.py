@@ -15,11 +15,11 @@ import orjson
 from fastapi import FastAPI, Request
 from starlette.responses import JSONResponse
 
-from serving.errors import RequestError, bad_request
-from serving.feedback import parse_feedback
-from serving.invocations import read_body
-from serving.routes import RouteTableError, parse_table
-from serving.state import RouteTableConflict, ServerState
+from mlgate.serving.feedback import parse_feedback
+from mlgate.serving.invocations import read_body
+from mlgate.serving.request_errors import RequestError, bad_request
+from mlgate.serving.routing.routes import RouteTableError, parse_table
+from mlgate.serving.server_state import RouteTableConflict, ServerState
 
 MAX_ADMIN_BODY_BYTES = 1_000_000
 MAX_FEEDBACK_BODY_BYTES = 5_000_000

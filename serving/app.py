@@ -21,16 +21,16 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from serving.admin import add_admin_routes
-from serving.config import ServingConfig
-from serving.errors import error_body
-from serving.invocations import invoke
-from serving.metrics import ServerMetrics
-from serving.openapi import INVOCATIONS_OPENAPI
-from serving.routes import RouteTable
-from serving.routing import Router
-from serving.state import ServerState, VariantLoader
-from serving.variants import load_variant
+from mlgate.serving.admin import add_admin_routes
+from mlgate.serving.invocations import invoke
+from mlgate.serving.openapi import INVOCATIONS_OPENAPI
+from mlgate.serving.request_errors import error_body
+from mlgate.serving.routing.router import Router
+from mlgate.serving.routing.routes import RouteTable
+from mlgate.serving.server_state import ServerState, VariantLoader
+from mlgate.serving.settings import ServingConfig
+from mlgate.serving.telemetry import ServerMetrics
+from mlgate.serving.variants import load_variant
 
 ADMIN_TOKEN_ENV = "MLGATE_ADMIN_TOKEN"
 FEEDBACK_TOKEN_ENV = "MLGATE_FEEDBACK_TOKEN"

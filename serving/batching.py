@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from serving.validation import FeatureBatch
+from mlgate.serving.validation import FeatureBatch
 
 log = logging.getLogger(__name__)
 

@@ -25,12 +25,12 @@ from typing import Any
 
 import orjson
 
-from serving.bandit import ThompsonBandit
-from serving.errors import bad_request, too_large
-from serving.log_writer import PredictionLog
-from serving.metrics import RoutingMetrics
-from serving.prediction_log import PredictionEntry, label_text
-from serving.protocol import REQUEST_ID, lone_surrogate_at
+from mlgate.serving.log.prediction_log import PredictionEntry, label_text
+from mlgate.serving.log.writer import PredictionLog
+from mlgate.serving.protocol import REQUEST_ID, lone_surrogate_at
+from mlgate.serving.request_errors import bad_request, too_large
+from mlgate.serving.routing.bandit import ThompsonBandit
+from mlgate.serving.telemetry import RoutingMetrics
 
 MAX_ITEMS = 10_000
 _ITEM_KEYS = {"request_id", "row_index", "label", "reward", "correction"}

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serving.validation import NUMERIC_TYPES, ColumnSpec, FeatureBatch, InputSchema
+from mlgate.serving.validation import NUMERIC_TYPES, ColumnSpec, FeatureBatch, InputSchema
 
 _INTEGER_DTYPES = {"integer": np.int32, "long": np.int64}
 _FLOAT_DTYPES = {"float": np.float32, "double": np.float64}

@@ -22,17 +22,17 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from serving.batching import PredictionError
-from serving.config import ServingConfig
-from serving.errors import RequestError, bad_request, error_body, too_large
-from serving.metrics import UNROUTED
-from serving.prediction_log import PredictionEntry, json_text
-from serving.protocol import REQUEST_ID, ParsedInput, media_type_of, parse_body
-from serving.routing import ROUTING_KEY_HEADER, forced_variant
-from serving.shadow import ShadowJob
-from serving.state import ActiveRoutes, Runtime, ServerState
-from serving.validation import FeatureBatch, validate
-from serving.variants import PredictMethod, Variant
+from mlgate.serving.batching import PredictionError
+from mlgate.serving.log.prediction_log import PredictionEntry, json_text
+from mlgate.serving.protocol import REQUEST_ID, ParsedInput, media_type_of, parse_body
+from mlgate.serving.request_errors import RequestError, bad_request, error_body, too_large
+from mlgate.serving.routing.router import ROUTING_KEY_HEADER, forced_variant
+from mlgate.serving.server_state import ActiveRoutes, Runtime, ServerState
+from mlgate.serving.settings import ServingConfig
+from mlgate.serving.shadow.mirror import ShadowJob
+from mlgate.serving.telemetry import UNROUTED
+from mlgate.serving.validation import FeatureBatch, validate
+from mlgate.serving.variants import PredictMethod, Variant
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from serving.errors import RequestError, bad_request, shown
+from mlgate.serving.request_errors import RequestError, bad_request, shown
 
 # What a request id may be (X-Request-Id, and the request_id of feedback that refers to one).
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")

@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from serving.errors import RequestError, bad_request, preview, shown, too_large
-from serving.protocol import ParsedInput, lone_surrogate_at
+from mlgate.serving.protocol import ParsedInput, lone_surrogate_at
+from mlgate.serving.request_errors import RequestError, bad_request, preview, shown, too_large
 
 NUMERIC_TYPES = frozenset({"integer", "long", "float", "double"})
 INTEGER_TYPES = frozenset({"integer", "long"})

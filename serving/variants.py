@@ -1,6 +1,6 @@
 """A served variant: one MLflow model URI loaded with its name, version, signature and predict calls.
 
-sklearn models are loaded through `serving.loading` (skops with mlgate's allow-list), which keeps
+sklearn models are loaded through `mlgate.serving.loading` (skops with mlgate's allow-list), which keeps
 `predict_proba` available. Other flavors go through `mlflow.pyfunc`, which applies MLflow's own
 rule: models that need pickle load only when MLFLOW_ALLOW_PICKLE_DESERIALIZATION is set.
 """
@@ -17,9 +17,9 @@ from typing import Any, Literal
 
 import yaml
 
-from serving.frames import build_frame, output_rows, split_rows
-from serving.loading import ModelLoadError, load_sklearn_model, local_model_path
-from serving.validation import FeatureBatch, InputSchema
+from mlgate.serving.frames import build_frame, output_rows, split_rows
+from mlgate.serving.loading import ModelLoadError, load_sklearn_model, local_model_path
+from mlgate.serving.validation import FeatureBatch, InputSchema
 
 # predict_scored: labels with the positive-class probability, as [label, score] rows (binary sklearn).
 PredictMethod = Literal["predict", "predict_proba", "predict_scored"]

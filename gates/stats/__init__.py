@@ -3,8 +3,13 @@
 Pure numpy/scipy, seeded, no I/O. Import from here; the submodules are an implementation detail.
 """
 
-from gates.stats.bootstrap import DEFAULT_MAX_ROWS, Predictions, paired_bootstrap_ci, paired_bootstrap_cis
-from gates.stats.interval import (
+from mlgate.gates.stats.bootstrap import (
+    DEFAULT_MAX_ROWS,
+    Predictions,
+    paired_bootstrap_ci,
+    paired_bootstrap_cis,
+)
+from mlgate.gates.stats.interval import (
     Decision,
     Interval,
     bonferroni_level,
@@ -12,15 +17,21 @@ from gates.stats.interval import (
     non_inferiority,
     required_improvement,
 )
-from gates.stats.metrics import METRICS, MetricSpec, expected_calibration_error, metrics_for_task
-from gates.stats.paired_tests import (
+from mlgate.gates.stats.metrics import METRICS, MetricSpec, expected_calibration_error, metrics_for_task
+from mlgate.gates.stats.paired_tests import (
     delong_roc_auc_test,
     mcnemar_accuracy_test,
     mcnemar_mid_p,
     wilson_interval,
 )
-from gates.stats.rank import RankJudgement, RankTest, hodges_lehmann_shift, mann_whitney_effect, rank_judge
-from gates.stats.srm import srm_chi_square
+from mlgate.gates.stats.rank import (
+    RankJudgement,
+    RankTest,
+    hodges_lehmann_shift,
+    mann_whitney_effect,
+    rank_judge,
+)
+from mlgate.gates.stats.srm import srm_chi_square
 
 __all__ = [
     "DEFAULT_MAX_ROWS",

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gates.stats.interval import Interval
-from gates.stats.metrics import (
+from mlgate.gates.stats.interval import Interval
+from mlgate.gates.stats.metrics import (
     METRICS,
     FromConfusion,
     FromRowSums,
@@ -26,7 +26,7 @@ from gates.stats.metrics import (
     Needs,
     encode_labels,
 )
-from gates.stats.ranking import GroupedWeights, RankedScores, group_weights, rank_scores
+from mlgate.gates.stats.ranking import GroupedWeights, RankedScores, group_weights, rank_scores
 
 DEFAULT_MAX_ROWS = 100_000
 _CHUNK_CELLS = 4_000_000  # weights per chunk of replicates (32 MB of float64)

@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from gates.stats.ranking import (
+from mlgate.gates.stats.ranking import (
     GroupedWeights,
     group_weights,
     rank_scores,

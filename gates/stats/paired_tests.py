@@ -7,7 +7,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from gates.stats.interval import Interval
+from mlgate.gates.stats.interval import Interval
 
 
 def delong_roc_auc_test(

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from gates.config import CanaryConfig, DriftConfig, ShadowConfig
-from gates.online import CanaryStep, OnlineAnalysis, canary_analysis, shadow_analysis
-from gates.online_frames import routed
-from pipelines.rollout.backend import CHALLENGER_VARIANT, CHAMPION_VARIANT
-from pipelines.rollout.state import RolloutState
+from mlgate.gates.config import CanaryConfig, DriftConfig, ShadowConfig
+from mlgate.gates.online import CanaryStep, OnlineAnalysis, canary_analysis, shadow_analysis
+from mlgate.gates.online.log_frames import routed
+from mlgate.pipelines.rollout.backend import CHALLENGER_VARIANT, CHAMPION_VARIANT
+from mlgate.pipelines.rollout.state import RolloutState
 
 
 def resolve_log_url(url: str, base_dir: Path) -> str:
@@ -53,7 +53,7 @@ class LogAnalyser:
                                categorical=self.categorical, drift=self.drift, shed=self._shed(state))
 
     def canary_look(self, state: RolloutState, now: float) -> OnlineAnalysis:
-        from serving.prediction_log import read_feedback
+        from mlgate.serving.log.prediction_log import read_feedback
 
         since = state.canary_started or state.phase_started
         preds = self._predictions(state, since)
@@ -64,7 +64,7 @@ class LogAnalyser:
 
     def _shed(self, state: RolloutState) -> dict[str, int]:
         """Mirrors of the challenger's version the server shed since shadowing began, by reason."""
-        from serving.prediction_log import read_shed
+        from mlgate.serving.log.prediction_log import read_shed
 
         shed = read_shed(self.log_url, since=state.phase_started)
         mine = shed[(shed["variant"] == CHALLENGER_VARIANT) & (shed["model_version"].astype(str) == str(state.version))]
@@ -73,7 +73,7 @@ class LogAnalyser:
     def _predictions(self, state: RolloutState, since: float) -> pd.DataFrame:
         """This rollout's rows only: the champion and challenger variants at their registry versions, as the
         router assigned them (requests forced with X-Target-Variant are left out of every analysis)."""
-        from serving.prediction_log import read_predictions
+        from mlgate.serving.log.prediction_log import read_predictions
 
         preds = read_predictions(self.log_url, since=since)
         versions = {CHAMPION_VARIANT: state.champion_version, CHALLENGER_VARIANT: state.version}

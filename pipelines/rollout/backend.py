@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from pipelines.errors import MlgateError, UsageError
+from mlgate.pipelines.errors import MlgateError, UsageError
 
 CHAMPION_VARIANT, CHALLENGER_VARIANT = "champion", "challenger"
 

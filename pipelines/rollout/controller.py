@@ -16,13 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from gates.config import CanaryConfig
-from gates.online import AnalysisOutcome, OnlineAnalysis
-from gates.online_core import error_analysis
-from pipelines import registry
-from pipelines.errors import GateRefused, UsageError
-from pipelines.rollout.backend import ModelSpec, TrafficBackend
-from pipelines.rollout.state import (
+from mlgate.gates.config import CanaryConfig
+from mlgate.gates.online import AnalysisOutcome, OnlineAnalysis
+from mlgate.gates.online.core import error_analysis
+from mlgate.pipelines.errors import GateRefused, UsageError
+from mlgate.pipelines.registry import mlflow_io as registry
+from mlgate.pipelines.rollout.backend import ModelSpec, TrafficBackend
+from mlgate.pipelines.rollout.state import (
     Position,
     RolloutState,
     Transition,
@@ -36,7 +36,7 @@ from pipelines.rollout.state import (
     transition_to,
     with_status,
 )
-from pipelines.rollout.store import RolloutStore, status_event, transition_event
+from mlgate.pipelines.rollout.store import RolloutStore, status_event, transition_event
 
 KILL_POINTS = ("after_intent", "after_apply")
 Analyser = Callable[[RolloutState, float], OnlineAnalysis]

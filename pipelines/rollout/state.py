@@ -1,6 +1,6 @@
 """The rollout state machine: `challenger -> shadow -> canary(step 1..n) -> production | rolled_back`.
 
-Pure values and rules; `pipelines.rollout.store` persists them in MLflow tags. A state holds the
+Pure values and rules; `mlgate.pipelines.rollout.store` persists them in MLflow tags. A state holds the
 traffic position, whether the rollout runs or waits (paused: awaiting approval, or inconclusive past
 the step's time limit), and `pending`: the write-ahead record of a transition decided but not yet
 fully applied. Whoever finds a pending transition completes it, so a controller killed between
@@ -13,8 +13,8 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from gates.config import CanaryConfig
-from gates.online import AnalysisOutcome
+from mlgate.gates.config import CanaryConfig
+from mlgate.gates.online import AnalysisOutcome
 
 Phase = Literal["challenger", "shadow", "canary", "production", "rolled_back"]
 Kind = Literal["start", "advance", "promote", "rollback"]

@@ -15,9 +15,9 @@ import json
 from dataclasses import asdict, replace
 from typing import Any
 
-from pipelines import registry
-from pipelines.errors import UsageError
-from pipelines.rollout.state import RolloutState, Transition
+from mlgate.pipelines.errors import UsageError
+from mlgate.pipelines.registry import mlflow_io as registry
+from mlgate.pipelines.rollout.state import RolloutState, Transition
 
 CURRENT_TAG = "mlgate.rollout.current"
 STATE_TAG = "mlgate.rollout.state"
@@ -30,7 +30,7 @@ def event_tag(rollout_id: str, n: int) -> str:
 
 
 class RolloutStore:
-    """Reads and writes one model's rollout state through `pipelines.registry`."""
+    """Reads and writes one model's rollout state through `mlgate.pipelines.registry.mlflow_io`."""
 
     def __init__(self, tracking_uri: str, model: str) -> None:
         self.tracking_uri = tracking_uri

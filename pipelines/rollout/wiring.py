@@ -11,13 +11,13 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines import registry
-from pipelines.context import RunContext
-from pipelines.errors import GateRefused, UsageError
-from pipelines.rollout.analysis import LogAnalyser, resolve_log_url
-from pipelines.rollout.backend import LocalBackend, TrafficBackend
-from pipelines.rollout.controller import RolloutController
-from pipelines.rollout.store import RolloutStore
+from mlgate.pipelines.context import RunContext
+from mlgate.pipelines.errors import GateRefused, UsageError
+from mlgate.pipelines.registry import mlflow_io as registry
+from mlgate.pipelines.rollout.analysis import LogAnalyser, resolve_log_url
+from mlgate.pipelines.rollout.backend import LocalBackend, TrafficBackend
+from mlgate.pipelines.rollout.controller import RolloutController
+from mlgate.pipelines.rollout.store import RolloutStore
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class RolloutSettings:
 
 def approval_lookup(ctx: RunContext) -> Callable[[str, str], dict[str, Any] | None]:
     """(version, stage) -> the recorded approval of an approver allowed *now*, else None."""
-    from pipelines.approval import allowed_approvers, check_approver, list_approvals
+    from mlgate.pipelines.registry.approval import allowed_approvers, check_approver, list_approvals
 
     def find(version: str, stage: str) -> dict[str, Any] | None:
         allowed = allowed_approvers(ctx.params.approvals, ctx.base_dir)
@@ -58,7 +58,7 @@ def approval_lookup(ctx: RunContext) -> Callable[[str, str], dict[str, Any] | No
 
 def training_reference(ctx: RunContext) -> Callable[[], pd.DataFrame | None]:
     """Loads the training split for the input-drift check, once, when the shadow analysis first needs it."""
-    from pipelines.data import load_split
+    from mlgate.pipelines.datasets import load_split
 
     def load() -> pd.DataFrame | None:
         try:

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gates.config import DataGateConfig
-from gates.contract import ColumnRoles, suggest_suite
-from gates.data import DataGateInputs, SkewInputs, check, summary_metrics
-from gates.result import GateResult, Status
+from mlgate.gates.config import DataGateConfig
+from mlgate.gates.data.contract import ColumnRoles, suggest_suite
+from mlgate.gates.data.decide import DataGateInputs, SkewInputs, check, summary_metrics
+from mlgate.gates.result import GateResult, Status
 
 
 @dataclass
@@ -28,9 +28,9 @@ class Real:
 @pytest.fixture(scope="module")
 def real(churn_frame, base_params) -> Real:
     """The real 5,000 rows split like `prepare` does, the suite suggested from train, a GX validator."""
-    from pipelines.config import Params
-    from pipelines.expectations import Validator
-    from pipelines.prepare import make_splits
+    from mlgate.pipelines.checks.data.expectations import Validator
+    from mlgate.pipelines.params import Params
+    from mlgate.pipelines.stages.prepare import make_splits
 
     params = Params.model_validate(base_params)
     splits = make_splits(churn_frame, params)
@@ -173,7 +173,7 @@ def test_batch_with_zero_rows_fails_and_drift_is_not_decided(real):
 
 
 def test_an_expectation_gx_cannot_evaluate_is_error(real):
-    from pipelines.expectations import Validator
+    from mlgate.pipelines.checks.data.expectations import Validator
 
     suite = {"name": "odd", "expectations": [
         {"type": "expect_column_values_to_be_between", "kwargs": {"column": "state", "min_value": 0}}]}
@@ -266,7 +266,7 @@ def test_validator_results_equal_one_plain_gx_pass_on_messy_real_data(real, tmp_
     Frames go through Parquet, as the gate reads them: string columns arrive with pandas' str dtype."""
     import great_expectations as gx
 
-    from pipelines.expectations import Validator, build_suite
+    from mlgate.pipelines.checks.data.expectations import Validator, build_suite
 
     def as_read(frame: pd.DataFrame) -> pd.DataFrame:
         frame.to_parquet(tmp_path / "frame.parquet", index=False)

@@ -1,4 +1,4 @@
-"""gates.drift: effect-size verdicts with a p-value guard, stable across sizes, NaN- and unseen-safe."""
+"""mlgate.gates.data.drift: effect-size verdicts with a p-value guard, stable across sizes, NaN- and unseen-safe."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gates.drift import (
+from mlgate.gates.data.drift import (
     DriftThresholds,
     drift_table,
     feature_drift,

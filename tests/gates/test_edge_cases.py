@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gates.config import EdgeCasesConfig
-from gates.consistency import ServerPredictions, consistency_checks
-from gates.edge_case_generation import LONG_STRING, ServerLimits, generate_cases
-from gates.edge_case_schema import schema_from_frame
-from gates.edge_cases import Answer, Case, HttpRequest, assemble, health_check, judge
-from gates.property_rows import property_rows
-from gates.result import Status
+from mlgate.gates.config import EdgeCasesConfig
+from mlgate.gates.edge_cases.consistency import ServerPredictions, consistency_checks
+from mlgate.gates.edge_cases.data_schema import schema_from_frame
+from mlgate.gates.edge_cases.decide import Answer, Case, HttpRequest, assemble, health_check, judge
+from mlgate.gates.edge_cases.generation import LONG_STRING, ServerLimits, generate_cases
+from mlgate.gates.edge_cases.property_rows import property_rows
+from mlgate.gates.result import Status
 
 CATEGORICAL = ["state", "area_code", "international_plan", "voice_mail_plan"]
 INTEGER = "number_customer_service_calls"  # declared `long` to cover integer columns

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from gates.config import LatencyGateConfig, RankTestConfig
-from gates.latency import LatencyInputs, RoundSamples, check, summarize
-from gates.result import GateResult, Status
+from mlgate.gates.config import LatencyGateConfig, RankTestConfig
+from mlgate.gates.latency.decide import LatencyInputs, RoundSamples, check, summarize
+from mlgate.gates.result import GateResult, Status
 
 CONFIG = LatencyGateConfig(users=8, user_rps=5.0, slo={"min_rps": 20.0})  # 40 requests/s offered
 

@@ -8,8 +8,8 @@ import pytest
 from scipy import stats
 from sklearn.linear_model import LogisticRegression
 
-from gates.config import CanaryConfig, ShadowConfig
-from gates.online import (
+from mlgate.gates.config import CanaryConfig, ShadowConfig
+from mlgate.gates.online import (
     AnalysisOutcome,
     ArmCounts,
     CanaryStep,
@@ -17,8 +17,8 @@ from gates.online import (
     judge_canary,
     shadow_analysis,
 )
-from gates.result import Status
-from gates.srm_sequential import srm_sequential_p
+from mlgate.gates.online.srm_sequential import srm_sequential_p
+from mlgate.gates.result import Status
 
 NUMERIC = ["total_day_minutes", "total_eve_minutes", "number_customer_service_calls", "account_length"]
 CATEGORICAL = ["international_plan", "voice_mail_plan"]

@@ -11,14 +11,14 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from gates.config import QualityGateConfig
-from gates.quality import Baseline, QualityInputs, check
-from gates.result import GateResult, Status
-from gates.slices import define_slices, margin_p_values
-from gates.stats import Interval, Predictions
-from pipelines.config import Params
-from pipelines.prepare import make_splits
-from pipelines.train import build_pipeline
+from mlgate.gates.config import QualityGateConfig
+from mlgate.gates.quality.decide import Baseline, QualityInputs, check
+from mlgate.gates.quality.slices import define_slices, margin_p_values
+from mlgate.gates.result import GateResult, Status
+from mlgate.gates.stats import Interval, Predictions
+from mlgate.pipelines.params import Params
+from mlgate.pipelines.stages.prepare import make_splits
+from mlgate.pipelines.stages.train import build_pipeline
 
 CI_MESSAGE = re.compile(
     r"^(?P<metric>\w+) delta [+-]\d\.\d{3} \[95% CI [+-]\d\.\d{3}, [+-]\d\.\d{3}\] (above|below) "

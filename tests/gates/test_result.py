@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from gates.result import Check, ExitCode, GateResult, Status, exit_code_for, worst
+from mlgate.gates.result import Check, ExitCode, GateResult, Status, exit_code_for, worst
 
 
 def _check(name: str, status: Status, observed=0.5) -> Check:

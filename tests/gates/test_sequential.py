@@ -1,4 +1,4 @@
-"""gates.sequential: the mSPRT keeps its error rate under continuous peeking, and detects a real drop."""
+"""mlgate.gates.online.sequential: the mSPRT keeps its error rate under continuous peeking, and detects a real drop."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from gates.sequential import (
+from mlgate.gates.online.sequential import (
     always_valid_p_value,
     confidence_sequence,
     msprt_two_means,

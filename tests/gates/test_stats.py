@@ -1,4 +1,4 @@
-"""gates.stats: metrics equal sklearn's, CIs cover the truth, and the decision rules say what they decide."""
+"""mlgate.gates.stats: metrics equal sklearn's, CIs cover the truth, and the decision rules say what they decide."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as sps
 from sklearn import metrics as skm
 
-from gates.stats import (
+from mlgate.gates.stats import (
     METRICS,
     Interval,
     Predictions,
@@ -90,7 +90,7 @@ def test_registry_directions_and_task_lists() -> None:
 
 def test_config_metric_names_are_the_registry() -> None:
     """params.yaml validation (gates/config.py) must accept exactly the metrics this registry computes."""
-    from gates.config import TASK_METRICS
+    from mlgate.gates.config import TASK_METRICS
 
     for task, names in TASK_METRICS.items():
         assert set(names) == set(metrics_for_task(task)), task

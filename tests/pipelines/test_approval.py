@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from pipelines import registry
-from pipelines.approval import codeowners
+from mlgate.pipelines.registry import mlflow_io as registry
+from mlgate.pipelines.registry.approval import codeowners
 from tests.conftest import Project
 from tests.pipelines.test_registration import (
     append,
@@ -83,7 +83,7 @@ def test_codeowners_extend_the_approvers_when_configured(passed, mlflow_uri, cap
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory, churn_frame, base_params, mlflow_uri) -> tuple[Project, str]:
     """A trained copy with a PASS verdict, registered once for the approval tests of this module."""
-    from pipelines.cli import main
+    from mlgate.pipelines.cli.main import main
 
     template = trained_template_dir(churn_frame, base_params, mlflow_uri)
     project = release_project(template, tmp_path_factory.mktemp("approval") / "project")

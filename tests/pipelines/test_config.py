@@ -8,9 +8,9 @@ import sys
 import pytest
 import yaml
 
-from pipelines.cli import main
-from pipelines.config import load_params
-from pipelines.errors import UsageError
+from mlgate.pipelines.cli.main import main
+from mlgate.pipelines.errors import UsageError
+from mlgate.pipelines.params import load_params
 
 
 def _validate(path, capsys) -> tuple[int, str]:
@@ -103,7 +103,7 @@ def test_params_digest_is_stable_and_changes_with_a_value(tmp_path, base_params)
 
 def test_the_installed_command_prints_one_line_and_no_traceback(tmp_path, base_params, cli_env):
     path = _write(tmp_path, {**base_params, "modle": {}})
-    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "config", "validate", "--params", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "mlgate.pipelines.cli.main", "config", "validate", "--params", str(path)],
                           capture_output=True, text=True, env=cli_env)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "did you mean 'model'" in proc.stderr

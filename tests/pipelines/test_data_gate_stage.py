@@ -9,8 +9,8 @@ import subprocess
 import pandas as pd
 import pytest
 
-from gates.result import GateResult, Status
-from pipelines.cli import main
+from mlgate.gates.result import GateResult, Status
+from mlgate.pipelines.cli.main import main
 from tests.conftest import REPO, Project, copy_repository
 
 

@@ -21,9 +21,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from gates.result import Status
-from pipelines import deepchecks_runner
-from pipelines.deepchecks_env import (
+from mlgate.gates.result import Status
+from mlgate.pipelines.deepchecks import runner as deepchecks_runner
+from mlgate.pipelines.deepchecks.env import (
     DEEPCHECKS_PINS,
     READY_MARKER,
     EnvBuildError,
@@ -32,7 +32,7 @@ from pipelines.deepchecks_env import (
     env_path,
     python_tag,
 )
-from pipelines.deepchecks_suites import (
+from mlgate.pipelines.deepchecks.suites import (
     OUTPUT_FILE,
     DeepchecksRequest,
     Predictions,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines import registry
-from pipelines.context import RunContext
-from pipelines.data import load_split
-from pipelines.demo_degraded import degrade_champion, register_degraded
-from pipelines.errors import GateRefused
-from pipelines.faulty_model import Faults, save_faulty_model
-from serving.loading import local_model_path
+from mlgate.pipelines.context import RunContext
+from mlgate.pipelines.datasets import load_split
+from mlgate.pipelines.demo.degraded import degrade_champion, register_degraded
+from mlgate.pipelines.demo.faulty_model import Faults, save_faulty_model
+from mlgate.pipelines.errors import GateRefused
+from mlgate.pipelines.registry import mlflow_io as registry
+from mlgate.serving.loading import local_model_path
 
 
 @pytest.fixture()
@@ -90,7 +90,7 @@ def test_a_regression_champion_is_degraded_on_mae_by_at_least_twice_the_relative
     from sklearn.datasets import load_diabetes
     from sklearn.linear_model import Ridge
 
-    from pipelines.demo_degraded import Degradation, plan_degradation
+    from mlgate.pipelines.demo.degraded import Degradation, plan_degradation
 
     x, y = load_diabetes(return_X_y=True, as_frame=True)
     model = Ridge().fit(x.iloc[:300], y.iloc[:300])

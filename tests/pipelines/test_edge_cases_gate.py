@@ -13,8 +13,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from gates.result import GateResult, Status
-from pipelines.cli import main
+from mlgate.gates.result import GateResult, Status
+from mlgate.pipelines.cli.main import main
 from tests.conftest import Project
 
 NUMERIC_CASES = {"null", "nan", "pos_inf", "neg_inf", "below_min", "above_max", "zero", "empty_string",
@@ -51,7 +51,7 @@ def _broken_model(project: Project, destination: Path) -> Path:
     import mlflow.sklearn
     from mlflow.models import Model
 
-    from serving.loading import trusted_types_for
+    from mlgate.serving.loading import trusted_types_for
 
     data = project.params["data"]
     train = pd.read_parquet(project.root / "data" / "train.parquet")
@@ -126,8 +126,8 @@ def test_a_missing_candidate_is_a_usage_error_naming_it(project, capsys):
 
 
 def test_the_gate_logs_its_traffic_to_a_scratch_store_not_production(tmp_path):
-    from pipelines.edge_cases_gate import gate_serving_config
-    from serving.config import ServingConfig
+    from mlgate.pipelines.checks.edge_cases.stage import gate_serving_config
+    from mlgate.serving.settings import ServingConfig
 
     project = ServingConfig(max_batch_rows=123, runtime="docker")
     config = gate_serving_config(project, tmp_path)
@@ -141,8 +141,8 @@ def test_dvc_stage_runs_the_gate_and_depends_on_its_code_and_the_server(repo_roo
 
     stage = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]["edge_cases"]
     assert stage["cmd"] == "mlgate gate edge_cases --report-only"
-    own = {f"gates/{m}.py" for m in ("edge_cases", "edge_case_schema", "edge_case_generation", "property_rows",
-                                      "consistency")} | {"pipelines/edge_cases_gate.py", "pipelines/edge_case_client.py"}
+    own = {f"gates/edge_cases/{m}.py" for m in ("decide", "data_schema", "generation", "property_rows",
+                                                 "consistency")} | {"pipelines/checks/edge_cases/stage.py", "pipelines/checks/edge_cases/client.py"}
     assert own | {"models/candidate", "data/train.parquet", "data/test.parquet", "serving"} <= set(stage["deps"])
     assert all((repo_root / dep).exists() for dep in own)
     assert {"gates.edge_cases", "serving"} <= set(stage["params"])

@@ -14,10 +14,15 @@ import pytest
 import yaml
 
 from benchmarks.delayed_model import save_delayed_model
-from gates.config import LatencyGateConfig
-from gates.result import GateResult, Status
-from pipelines.cli import main
-from pipelines.load_test import LoadTestError, payload_bodies, round_order, run_load_test
+from mlgate.gates.config import LatencyGateConfig
+from mlgate.gates.result import GateResult, Status
+from mlgate.pipelines.checks.latency.load_test import (
+    LoadTestError,
+    payload_bodies,
+    round_order,
+    run_load_test,
+)
+from mlgate.pipelines.cli.main import main
 from tests.conftest import Project
 
 MODEL_NAME = "latency_stage_churn"

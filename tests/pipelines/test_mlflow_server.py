@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipelines.registration import REPORTS_ARTIFACT_PATH
+from mlgate.pipelines.registry.registration import REPORTS_ARTIFACT_PATH
 from tests.conftest import Project, copy_repository
 from tests.pipelines.test_registration import LINEAGE_TAGS, run_cli, write_gate_results
 
@@ -96,7 +96,7 @@ def test_train_verdict_register_approve_against_a_tracking_server(
 ):
     import mlflow
 
-    from serving.loading import load_sklearn_model
+    from mlgate.serving.loading import load_sklearn_model
 
     uri, artifact_root = mlflow_server
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # no --tracking-uri below: the team setting applies

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pipelines.cli import main
-from pipelines.data import file_md5
+from mlgate.pipelines.cli.main import main
+from mlgate.pipelines.datasets import file_md5
 
 
 def _prepare(project, capsys) -> tuple[int, str]:

@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from gates.result import Check, GateResult, Status
-from gates.slices import define_slices
-from gates.stats import Predictions
-from pipelines.cli import main
-from pipelines.deepchecks_suites import failed
-from pipelines.quality_deepchecks import ENVIRONMENT_CHECK, on_unavailable
-from pipelines.quality_plots import curve_figure
+from mlgate.gates.quality.slices import define_slices
+from mlgate.gates.result import Check, GateResult, Status
+from mlgate.gates.stats import Predictions
+from mlgate.pipelines.checks.quality.deepchecks_check import ENVIRONMENT_CHECK, on_unavailable
+from mlgate.pipelines.checks.quality.plots import curve_figure
+from mlgate.pipelines.cli.main import main
+from mlgate.pipelines.deepchecks.suites import failed
 from tests.conftest import REPO, Project
 
 MODEL_NAME = "quality_stage_churn"
@@ -182,7 +182,7 @@ def test_dvc_stage_evaluate_runs_the_quality_gate_on_its_declared_inputs():
     assert stage["cmd"] == "mlgate gate quality --report-only"
     assert {"models/candidate", "data/train.parquet", "data/test.parquet"} <= set(stage["deps"])
     code = [d for d in stage["deps"] if d.endswith(".py")]
-    assert "gates/quality.py" in code and "pipelines/quality_gate.py" in code
+    assert "gates/quality/decide.py" in code and "pipelines/checks/quality/stage.py" in code
     assert all((REPO / d).is_file() for d in code)
     assert set(stage["params"]) == {"gates.quality", "model"}
     assert [next(iter(m)) for m in stage["metrics"]] == ["metrics/quality.json"]

@@ -11,10 +11,10 @@ import mlflow
 import pytest
 import yaml
 
-from gates.result import Check, GateResult, Status
-from pipelines import registry
-from pipelines.cli import main
-from pipelines.verdict import EXPECTED_GATES
+from mlgate.gates.result import Check, GateResult, Status
+from mlgate.pipelines.cli.main import main
+from mlgate.pipelines.registry import mlflow_io as registry
+from mlgate.pipelines.report.verdict import EXPECTED_GATES
 from tests.conftest import Project
 
 LINEAGE_TAGS = ("mlgate.git_sha", "mlgate.data_md5", "mlgate.params_md5", "mlgate.verdict", "mlgate.stage",

@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from gates.result import Check, GateResult, Status
-from pipelines.report_html import render_html
-from pipelines.report_md import MAX_LISTED_CHECKS, REPORT_MARKER, metric_deltas, render_markdown
-from pipelines.verdict import Candidate, Verdict, decide
+from mlgate.gates.result import Check, GateResult, Status
+from mlgate.pipelines.report.html import render_html
+from mlgate.pipelines.report.markdown import MAX_LISTED_CHECKS, REPORT_MARKER, metric_deltas, render_markdown
+from mlgate.pipelines.report.verdict import Candidate, Verdict, decide
 
 BASELINE = {"gate": "quality", "alias": "champion", "name": "churn", "version": "7", "uri": "models:/churn/7",
             "run_id": "0123456789abcdef", "lineage": {"mlgate.git_sha": "feedfacecafe0000"}}
 
 
 def delta_check(metric: str, status: Status, delta: float, low: float, high: float) -> Check:
-    """A check shaped like gates.model_comparison.comparison_details produces."""
+    """A check shaped like mlgate.gates.quality.model_comparison.comparison_details produces."""
     details = {"metric": metric, "candidate": 0.80 + delta, "baseline": 0.80, "delta": delta, "ci": [low, high],
                "level": 0.95, "p_value": 0.01, "test": "DeLong"}
     return Check(f"metric.{metric}.vs_baseline", status, delta, "CI lower bound of delta > -0.010",
@@ -146,9 +146,9 @@ def test_the_real_quality_gate_results_show_up_as_deltas(churn_frame, base_param
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
 
-    from gates.config import QualityGateConfig
-    from gates.quality import Baseline, QualityInputs, check
-    from gates.stats import Predictions
+    from mlgate.gates.config import QualityGateConfig
+    from mlgate.gates.quality.decide import Baseline, QualityInputs, check
+    from mlgate.gates.stats import Predictions
 
     frame = churn_frame.sample(1200, random_state=3)
     x = frame[["total_day_minutes", "number_customer_service_calls", "total_eve_minutes"]].to_numpy()

@@ -19,18 +19,18 @@ import httpx
 import pytest
 import yaml
 
-from gates.online import AnalysisOutcome
-from pipelines import registry
-from pipelines.approval import REPORT_DIGEST_TAG, approve_version
-from pipelines.context import RunContext
-from pipelines.data import load_split
-from pipelines.lifecycle import roll_out_live
-from pipelines.replay import ReplayPlan, replay_rows
-from pipelines.rollout.store import ROLLBACK_REASON_TAG, STAGE_TAG, RolloutStore
-from pipelines.rollout.wiring import RolloutSettings, build_controller
-from pipelines.verdict import file_sha256
-from serving.config import ServingConfig
-from serving.runtime import ServerProcess
+from mlgate.gates.online import AnalysisOutcome
+from mlgate.pipelines.context import RunContext
+from mlgate.pipelines.datasets import load_split
+from mlgate.pipelines.demo.lifecycle import roll_out_live
+from mlgate.pipelines.registry import mlflow_io as registry
+from mlgate.pipelines.registry.approval import REPORT_DIGEST_TAG, approve_version
+from mlgate.pipelines.report.verdict import file_sha256
+from mlgate.pipelines.rollout.replay import ReplayPlan, replay_rows
+from mlgate.pipelines.rollout.store import ROLLBACK_REASON_TAG, STAGE_TAG, RolloutStore
+from mlgate.pipelines.rollout.wiring import RolloutSettings, build_controller
+from mlgate.serving.runtime import ServerProcess
+from mlgate.serving.settings import ServingConfig
 from tests.conftest import REPO
 from tests.pipelines.rollout_fixtures import TrainedModels, register_models, train_models
 
@@ -166,7 +166,7 @@ def mlgate_step(params: Path, tracking_uri: str, endpoint: str, token: str,
     env.pop("MLGATE_ROLLOUT_KILL_AT", None)
     if kill_at:
         env["MLGATE_ROLLOUT_KILL_AT"] = kill_at
-    command = [sys.executable, "-m", "pipelines.cli", "rollout", "step", "--params", str(params),
+    command = [sys.executable, "-m", "mlgate.pipelines.cli.main", "rollout", "step", "--params", str(params),
                "--tracking-uri", tracking_uri, "--endpoint", endpoint]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
 
@@ -175,7 +175,7 @@ def test_a_server_restarted_mid_canary_restores_its_routes_and_the_rollout_goes_
     """Stopped and started again at 50%, the server comes back with the persisted table (not single mode),
     so the controller sees no sample ratio mismatch and promotes the better model. A table changed by
     hand is re-asserted by the controller at its next look, with an event."""
-    from serving.runtime import free_port
+    from mlgate.serving.runtime import free_port
 
     model = register_models(models, mlflow_uri, ["weak", "strong"], "restart")
     ctx = RunContext.load(model.params_path, mlflow_uri)

@@ -1,4 +1,4 @@
-"""pipelines.rollout.state: the rules of the state machine, without MLflow or a server."""
+"""mlgate.pipelines.rollout.state: the rules of the state machine, without MLflow or a server."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from gates.config import CanaryConfig
-from gates.online import AnalysisOutcome as O
-from pipelines.rollout.backend import ModelSpec, route_table, split_of
-from pipelines.rollout.state import (
+from mlgate.gates.config import CanaryConfig
+from mlgate.gates.online import AnalysisOutcome as O
+from mlgate.pipelines.rollout.backend import ModelSpec, route_table, split_of
+from mlgate.pipelines.rollout.state import (
     Position,
     RolloutState,
     accepted_stages,

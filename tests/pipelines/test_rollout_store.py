@@ -10,12 +10,12 @@ import uuid
 import pytest
 import yaml
 
-from gates.config import CanaryConfig
-from pipelines import registry
-from pipelines.cli import main
-from pipelines.rollout.lock import LOCK_TAG, LockHeld, RolloutLock, read_lock
-from pipelines.rollout.state import committed, new_rollout
-from pipelines.rollout.store import RolloutStore
+from mlgate.gates.config import CanaryConfig
+from mlgate.pipelines.cli.main import main
+from mlgate.pipelines.registry import mlflow_io as registry
+from mlgate.pipelines.rollout.lock import LOCK_TAG, LockHeld, RolloutLock, read_lock
+from mlgate.pipelines.rollout.state import committed, new_rollout
+from mlgate.pipelines.rollout.store import RolloutStore
 from tests.pipelines.test_registration import run_cli, trained_template_dir
 
 

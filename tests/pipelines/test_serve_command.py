@@ -10,8 +10,8 @@ import time
 import httpx
 import pytest
 
-from pipelines.cli import main
-from serving.runtime import free_port
+from mlgate.pipelines.cli.main import main
+from mlgate.serving.runtime import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ def test_serve_command_answers_the_scoring_protocol(project, mlflow_uri, capsys,
     capsys.readouterr()
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "serve", "--model", str(project.root / "models" / "candidate"),
+        [sys.executable, "-m", "mlgate.pipelines.cli.main", "serve", "--model", str(project.root / "models" / "candidate"),
          "--port", str(port), "--params", str(project.params_path)],
         cwd=project.root, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )

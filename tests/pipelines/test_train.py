@@ -7,9 +7,9 @@ import json
 import mlflow
 import pytest
 
-from pipelines.cli import main
-from pipelines.data import file_md5
-from serving.loading import ModelLoadError, load_sklearn_model
+from mlgate.pipelines.cli.main import main
+from mlgate.pipelines.datasets import file_md5
+from mlgate.serving.loading import ModelLoadError, load_sklearn_model
 
 
 @pytest.fixture()

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gates.result import Check, GateResult, Status
-from pipelines.cli import main
-from pipelines.lineage import directory_digest
-from pipelines.verdict import EXPECTED_GATES, decide
+from mlgate.gates.result import Check, GateResult, Status
+from mlgate.pipelines.cli.main import main
+from mlgate.pipelines.registry.lineage import directory_digest
+from mlgate.pipelines.report.verdict import EXPECTED_GATES, decide
 
 BASELINE_DETAILS = {"alias": "champion", "name": "churn", "version": "7", "uri": "models:/churn/7",
                     "run_id": "0123456789abcdef", "lineage": {"mlgate.git_sha": "feedface" * 5}}
@@ -141,8 +141,8 @@ def test_the_dvc_stage_reads_every_expected_gate_and_the_gated_params(repo_root)
     """The stage re-runs when any gate result or any section a verdict depends on changes."""
     import yaml
 
-    from pipelines.config import Params
-    from pipelines.verdict import NOT_GATED_SECTIONS
+    from mlgate.pipelines.params import Params
+    from mlgate.pipelines.report.verdict import NOT_GATED_SECTIONS
 
     stage = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]["verdict"]
     assert stage["cmd"] == "mlgate verdict"

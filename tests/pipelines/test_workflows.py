@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.cli import build_parser
-from pipelines.report_md import REPORT_MARKER
+from mlgate.pipelines.cli.main import build_parser
+from mlgate.pipelines.report.markdown import REPORT_MARKER
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / ".github" / "workflows"

@@ -20,10 +20,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from serving.app import create_app
-from serving.config import MicroBatchConfig, PredictionLogConfig, ServingConfig
-from serving.runtime import ServerProcess
-from serving.variants import load_variant
+from mlgate.serving.app import create_app
+from mlgate.serving.runtime import ServerProcess
+from mlgate.serving.settings import MicroBatchConfig, PredictionLogConfig, ServingConfig
+from mlgate.serving.variants import load_variant
 from tests.serving import router_models
 
 CATEGORICAL = ["state", "area_code", "international_plan", "voice_mail_plan"]

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from serving.config import ServingConfig
-from serving.variants import load_variant
+from mlgate.serving.settings import ServingConfig
+from mlgate.serving.variants import load_variant
 
 JSON = {"content-type": "application/json"}
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from serving.batching import MicroBatcher, PredictionError
-from serving.validation import FeatureBatch
+from mlgate.serving.batching import MicroBatcher, PredictionError
+from mlgate.serving.validation import FeatureBatch
 
 
 class RecordingModel:

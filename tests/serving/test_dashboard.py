@@ -25,11 +25,12 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from serving.config import PredictionLogConfig, ServingConfig
-from serving.runtime import PROJECT_ROOT, ServerProcess, free_port
+from mlgate.serving.runtime import ServerProcess, free_port
+from mlgate.serving.settings import PredictionLogConfig, ServingConfig
 from tests.serving.conftest import FEEDBACK_TOKEN, LABELS
 from tests.serving.traffic import send
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "mlgate.json"
 PROMETHEUS_CONFIG = PROJECT_ROOT / "deploy" / "prometheus.yml"
 METRIC_NAME = re.compile(r"\bmlgate_[a-z0-9_]+\b")

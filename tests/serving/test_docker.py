@@ -10,8 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serving.docker_runtime import DockerServer, docker_status
-from serving.runtime import PROJECT_ROOT, ServerStartError
+from mlgate.serving.runtime import DockerServer, ServerProcess, ServerStartError, server_for
+from mlgate.serving.runtime.docker import docker_status
+from mlgate.serving.settings import ServingConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
 
@@ -84,7 +87,7 @@ def test_every_build_input_exists_and_is_not_docker_ignored() -> None:
 
 
 def test_the_image_entry_point_matches_the_scripts_in_pyproject() -> None:
-    assert re.search(r'^mlgate\s*=\s*"pipelines\.cli:main"', (PROJECT_ROOT / "pyproject.toml").read_text(), re.M)
+    assert re.search(r'^mlgate\s*=\s*"mlgate\.pipelines\.cli\.main:main"', (PROJECT_ROOT / "pyproject.toml").read_text(), re.M)
 
 
 DOCKER_OK, DOCKER_REASON = docker_status()
@@ -92,7 +95,7 @@ DOCKER_OK, DOCKER_REASON = docker_status()
 
 @pytest.mark.skipif(not DOCKER_OK, reason=f"docker runtime needs a Docker daemon: {DOCKER_REASON}")
 def test_docker_runtime_serves_the_model(model_dir: Path, row: dict) -> None:
-    with DockerServer(str(model_dir), startup_timeout_s=600) as server:
+    with DockerServer(str(model_dir), build_context=PROJECT_ROOT, startup_timeout_s=600) as server:
         answer = httpx.post(server.url + "/invocations", json={"inputs": [row]}, timeout=30)
         assert answer.status_code == 200 and answer.json()["predictions"][0] in ("yes", "no")
         assert httpx.get(server.url + "/healthz").status_code == 200
@@ -102,3 +105,15 @@ def test_docker_runtime_serves_the_model(model_dir: Path, row: dict) -> None:
 def test_without_a_daemon_the_docker_runtime_refuses_to_start_and_says_why(model_dir: Path) -> None:
     with pytest.raises(ServerStartError, match="daemon|not installed"):
         DockerServer(str(model_dir), build_context=None).start()
+
+
+def test_the_runtime_factory_follows_serving_runtime(model_dir: Path) -> None:
+    assert isinstance(server_for(str(model_dir), ServingConfig()), ServerProcess)
+    docker = server_for(str(model_dir), ServingConfig(runtime="docker", docker_image="team/serving:1"))
+    assert isinstance(docker, DockerServer) and docker.image == "team/serving:1"
+
+
+@pytest.mark.skipif(DOCKER_OK, reason="a Docker daemon is reachable")
+def test_without_a_daemon_the_factory_made_docker_server_says_why(model_dir: Path) -> None:
+    with pytest.raises(ServerStartError, match="daemon|not installed"):
+        server_for(str(model_dir), ServingConfig(runtime="docker")).start()

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serving.runtime import ServerProcess
+from mlgate.serving.runtime import ServerProcess
 
 SPECIAL = st.sampled_from([math.inf, -math.inf, math.nan, 1e308, -0.0, 10**30, 10**400, "", "NaN", "ü" * 3])
 SCALARS = SPECIAL | st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)

@@ -19,9 +19,9 @@ import aiohttp
 import pandas as pd
 import pytest
 
-from serving.config import PredictionLogConfig, ServingConfig
-from serving.prediction_log import read_predictions
-from serving.runtime import ServerProcess
+from mlgate.serving.log.prediction_log import read_predictions
+from mlgate.serving.runtime import ServerProcess
+from mlgate.serving.settings import PredictionLogConfig, ServingConfig
 from tests.serving.conftest import FEEDBACK_TOKEN
 
 pytestmark = pytest.mark.slow

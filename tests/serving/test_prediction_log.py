@@ -7,9 +7,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from serving.config import PredictionLogConfig
-from serving.log_writer import PredictionLog
-from serving.prediction_log import (
+from mlgate.serving.log.prediction_log import (
     FEEDBACK_COLUMNS,
     PREDICTION_COLUMNS,
     PredictionEntry,
@@ -17,6 +15,8 @@ from serving.prediction_log import (
     read_feedback,
     read_predictions,
 )
+from mlgate.serving.log.writer import PredictionLog
+from mlgate.serving.settings import PredictionLogConfig
 
 
 def _entry(request_id: str, n_rows: int = 2, ts: float = 1000.0, **changes: object) -> PredictionEntry:

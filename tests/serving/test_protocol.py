@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from serving.errors import RequestError
-from serving.protocol import parse_body, parse_csv, parse_json
+from mlgate.serving.protocol import parse_body, parse_csv, parse_json
+from mlgate.serving.request_errors import RequestError
 
 COLUMNS = ("a", "b")
 ROWS = [[1, "x"], [2.5, None]]

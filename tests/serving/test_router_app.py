@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gates.config import ShadowConfig
-from gates.online import AnalysisOutcome
-from gates.shadow import latency_check, timed_calls
-from serving.config import PredictionLogConfig, RoutingConfig, ServingConfig, ShadowMirrorConfig
-from serving.prediction_log import read_bandit_arms, read_feedback, read_predictions
-from serving.routes import parse_table
+from mlgate.gates.config import ShadowConfig
+from mlgate.gates.online import AnalysisOutcome
+from mlgate.gates.online.shadow import latency_check, timed_calls
+from mlgate.serving.log.prediction_log import read_bandit_arms, read_feedback, read_predictions
+from mlgate.serving.routing.routes import parse_table
+from mlgate.serving.settings import PredictionLogConfig, RoutingConfig, ServingConfig, ShadowMirrorConfig
 from tests.serving.conftest import LABELS
 
 TOKEN = "s3cret-token"
@@ -281,7 +281,7 @@ def test_the_first_label_stands_duplicates_are_ignored_and_conflicts_are_kept_ap
         in_app, row: dict, tmp_path: Path) -> None:
     """Per (request id, row): the same label again is a duplicate, a different one a conflict that never
     replaces the first (also after a restart, from the log); only an explicit correction replaces it."""
-    from gates.online_frames import label_conflicts, standing_labels
+    from mlgate.gates.online.log_frames import label_conflicts, standing_labels
 
     async def first(client: httpx.AsyncClient) -> list[dict]:
         await client.post("/invocations", json={"inputs": [row]}, headers={"X-Request-Id": "r0"})

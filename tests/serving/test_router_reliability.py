@@ -24,10 +24,10 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gates.stats.srm import srm_chi_square
-from serving.config import PredictionLogConfig, RoutingConfig, ServingConfig, ShadowMirrorConfig
-from serving.prediction_log import read_predictions
-from serving.runtime import ServerProcess
+from mlgate.gates.stats.srm import srm_chi_square
+from mlgate.serving.log.prediction_log import read_predictions
+from mlgate.serving.runtime import ServerProcess
+from mlgate.serving.settings import PredictionLogConfig, RoutingConfig, ServingConfig, ShadowMirrorConfig
 from tests.serving.router_models import TINY_COLUMNS
 from tests.serving.traffic import Answer, send
 
@@ -213,9 +213,9 @@ def test_shed_mirrors_are_recorded_per_window_and_are_not_challenger_failures(
     """A shadow starved of CPU budget and queue sheds most mirrors: every mirror is either a logged
     attempt or a counted shed (none lost, none double-counted), no shed one is a failure row, and the
     shadow analysis of that real log finds no error and reports the coverage with its reasons."""
-    from gates.config import ShadowConfig
-    from gates.online import shadow_analysis
-    from serving.prediction_log import read_shed
+    from mlgate.gates.config import ShadowConfig
+    from mlgate.gates.online import shadow_analysis
+    from mlgate.serving.log.prediction_log import read_shed
 
     shadow = ShadowMirrorConfig(queue_size=4, max_batch_rows=4, max_busy_share=0.002)
     log_url = f"sqlite:///{tmp_path / 'predictions.db'}"
@@ -253,7 +253,7 @@ def test_a_shadow_with_some_failing_rows_is_isolated_by_halving_not_one_call_per
     than one per request (the old per-request retry starved the CPU budget: 47 of 17,962 attempted)."""
     import mlflow.pyfunc
 
-    from pipelines.faulty_model import Faults, save_faulty_model
+    from mlgate.pipelines.demo.faulty_model import Faults, save_faulty_model
 
     faulty = save_faulty_model(model_dir, tmp_path / "faulty", Faults(error_share=0.1))
     shadow = ShadowMirrorConfig(queue_size=2048, max_batch_rows=256, max_busy_share=1.0)
@@ -288,10 +288,10 @@ def test_forced_requests_are_logged_as_forced_and_left_out_of_the_split(
         model_dir: Path, holdout: pd.DataFrame, tmp_path: Path) -> None:
     """300 requests forced to the canary at a 90/10 split break the sample ratio (Error, a rollback) unless
     they are left out, as the rollout's analysis does; with refuse_during_rollout they get a 403."""
-    from gates.config import CanaryConfig
-    from gates.online import CanaryStep, canary_analysis
-    from gates.online_frames import routed
-    from serving.prediction_log import read_feedback
+    from mlgate.gates.config import CanaryConfig
+    from mlgate.gates.online import CanaryStep, canary_analysis
+    from mlgate.gates.online.log_frames import routed
+    from mlgate.serving.log.prediction_log import read_feedback
 
     log_url = f"sqlite:///{tmp_path / 'predictions.db'}"
     config = ServingConfig(prediction_log=PredictionLogConfig(url=log_url))
@@ -399,8 +399,8 @@ def test_reads_can_need_the_token_and_personal_columns_are_left_out_or_hashed(mo
 def test_rows_older_than_the_retention_are_deleted(tmp_path: Path) -> None:
     import time
 
-    from serving.log_writer import PredictionLog
-    from serving.prediction_log import PredictionEntry
+    from mlgate.serving.log.prediction_log import PredictionEntry
+    from mlgate.serving.log.writer import PredictionLog
 
     url = f"sqlite:///{tmp_path / 'retention.db'}"
     writer = PredictionLog(PredictionLogConfig(url=url))
@@ -420,8 +420,8 @@ def test_on_a_real_server_labels_need_the_feedback_token_and_the_first_label_sta
         model_dir: Path, holdout: pd.DataFrame, tmp_path: Path) -> None:
     """Fabricated labels without the token (or as a browser's text/plain POST) change nothing; with the
     token, a second, different label for the same rows is a conflict and the first labels stand."""
-    from gates.online_frames import label_conflicts, standing_labels
-    from serving.prediction_log import read_feedback
+    from mlgate.gates.online.log_frames import label_conflicts, standing_labels
+    from mlgate.serving.log.prediction_log import read_feedback
 
     log_url = f"sqlite:///{tmp_path / 'predictions.db'}"
     config = ServingConfig(prediction_log=PredictionLogConfig(url=log_url))

@@ -8,13 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from gates.stats.srm import srm_chi_square
-from serving.__main__ import main as serving_main
-from serving.bandit import Arm, ThompsonBandit
-from serving.config import BanditConfig
-from serving.cpu_budget import BusyBudget
-from serving.routes import RouteTableError, initial_table, load_routes_file, parse_table, table_json
-from serving.routing import TableRouter, random_choice, sticky_choice
+from mlgate.gates.stats.srm import srm_chi_square
+from mlgate.serving.__main__ import main as serving_main
+from mlgate.serving.routing.bandit import Arm, ThompsonBandit
+from mlgate.serving.routing.router import TableRouter, random_choice, sticky_choice
+from mlgate.serving.routing.routes import (
+    RouteTableError,
+    initial_table,
+    load_routes_file,
+    parse_table,
+    table_json,
+)
+from mlgate.serving.settings import BanditConfig
+from mlgate.serving.shadow.cpu_budget import BusyBudget
 
 
 def _body(mode: str, *variants: dict) -> dict:
@@ -143,7 +149,7 @@ def test_the_cpu_budget_makes_background_work_wait_in_proportion_to_its_share() 
 
 def test_mlgate_serve_refuses_a_bad_routes_file_with_exit_2(model_dir: Path, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    from pipelines.cli import main
+    from mlgate.pipelines.cli.main import main
 
     path = tmp_path / "routes.json"
     path.write_text(json.dumps(_body("bandit", _v("a", 100))))

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from serving.config import PredictionLogConfig, ServingConfig
-from serving.runtime import ServerProcess, ServerStartError, probe
-from serving.variants import parse_model_args
+from mlgate.serving.runtime import ServerProcess, ServerStartError, probe
+from mlgate.serving.settings import PredictionLogConfig, ServingConfig
+from mlgate.serving.variants import parse_model_args
 
 
 def _counter(base_url: str, name: str, **labels: str) -> float:

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from serving.errors import RequestError
-from serving.protocol import ParsedInput, parse_csv
-from serving.validation import ColumnSpec, InputSchema, validate
+from mlgate.serving.protocol import ParsedInput, parse_csv
+from mlgate.serving.request_errors import RequestError
+from mlgate.serving.validation import ColumnSpec, InputSchema, validate
 
 SCHEMA = InputSchema((
     ColumnSpec("minutes", "double"),

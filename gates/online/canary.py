@@ -1,0 +1,227 @@
+"""Canary analysis of one traffic step: SRM, error rate and label metrics (mSPRT), latency, step progress.
+
+`mlgate.gates.online.canary_data` reduces the prediction log and the feedback to counts per arm; `judge_canary` decides
+on those counts alone, so the decision rule is the same function whether it runs on a live log or in
+a simulation of a thousand rollouts. Error rate and label metrics are tested on the cumulative data
+since the canary started with always-valid tests: proven harm fails at any look, and non-inferiority
+must be proven before promotion (`prove_non_inferiority`). SRM is tested on randomisation units
+(routing keys, else requests) of the current step against its configured weights.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mlgate.gates.config import CANARY_LABEL_METRICS, CanaryConfig
+from mlgate.gates.online.core import AnalysisOutcome as O
+from mlgate.gates.online.core import OnlineAnalysis, analysis, check, skipped
+from mlgate.gates.online.sequential import (
+    SequentialResult,
+    msprt_two_means,
+    msprt_two_proportions,
+    tau2_for_horizon,
+    tau2_for_proportions,
+)
+from mlgate.gates.online.srm_sequential import srm_sequential_p
+from mlgate.gates.result import Check
+from mlgate.gates.stats import rank_judge, srm_chi_square
+
+GATE = "canary"
+
+
+@dataclass(frozen=True)
+class ArmCounts:
+    """One arm since the canary started; `step_*` only since the current step started."""
+
+    requests: int = 0
+    errors: int = 0
+    step_units: int = 0
+    step_requests: int = 0
+    step_labels: int = 0
+    labels: dict[str, tuple[int, int]] = field(default_factory=dict)  # metric -> (successes, trials)
+    latency_ms: np.ndarray | None = None
+    abs_errors: np.ndarray | None = None  # regression: |prediction - label| of each labelled row
+
+
+@dataclass(frozen=True)
+class CanaryStep:
+    """Where the rollout is: index into `steps`, the challenger's weight there, time spent in the step."""
+
+    index: int
+    weight: int
+    elapsed_s: float = 0.0
+
+    @classmethod
+    def of(cls, config: CanaryConfig, index: int, elapsed_s: float = 0.0) -> CanaryStep:
+        if not 0 <= index < len(config.steps):
+            raise ValueError(f"step index {index} outside rollout.canary.steps {config.steps}")
+        return cls(index, config.steps[index], elapsed_s)
+
+
+def must_prove(config: CanaryConfig, index: int) -> bool:
+    """Non-inferiority must be proven here: at every step if so configured, at the last step, and before
+    a step that gives the challenger all traffic (the champion arm stops growing there)."""
+    steps = config.steps
+    last = index == len(steps) - 1
+    return config.prove_non_inferiority == "every_step" or last or steps[index + 1] == 100
+
+
+def judge_canary(champion: ArmCounts, challenger: ArmCounts, config: CanaryConfig, step: CanaryStep,
+                 *, task: str = "binary", label_conflicts: int = 0) -> OnlineAnalysis:
+    """The canary decision for one look, from counts alone; `label_conflicts` (labels that differ from
+    the first label of their row, which stands) are reported as a warning, never used."""
+    started = time.perf_counter()
+    prove = must_prove(config, step.index)
+    checks = [srm_check(champion, challenger, config, step), error_rate_check(champion, challenger, config, prove)]
+    checks += [label_metric_check(m, margin, champion, challenger, config, prove, task)
+               for m, margin in config.metric_margins.items()]
+    checks += [latency_check(champion, challenger, config), progress_check(challenger, config)]
+    if label_conflicts:
+        checks.append(check("label_conflicts", O.SUCCESSFUL, f"{label_conflicts} label(s) differ from the first label "
+                            "of their row and were not used (the first label stands; correct one with "
+                            "\"correction\": true)", value=label_conflicts, threshold=0, expected="no conflicting labels",
+                            warn=True))
+    counts = {"weight": step.weight, "champion_requests": champion.requests,
+              "challenger_requests": challenger.requests, "step_requests": challenger.step_requests,
+              "step_labels": challenger.step_labels, "elapsed_s": round(step.elapsed_s, 1),
+              "label_conflicts": label_conflicts}
+    return analysis(GATE, checks, started, counts, headline=(*config.metric_margins, "error_rate"))
+
+
+def srm_check(champion: ArmCounts, challenger: ArmCounts, config: CanaryConfig, step: CanaryStep) -> Check:
+    """Units per arm in this step against its weights, by an always-valid test (re-run at every look);
+    p < srm_alpha means the assignment is broken, so no comparison can be trusted (Error)."""
+    weights = (100 - step.weight, step.weight)
+    if 0 in weights:
+        return skipped("srm", f"one variant takes all traffic at {step.weight}%; no ratio to test")
+    observed = (champion.step_units, challenger.step_units)
+    expected = f"p >= {config.srm_alpha:g} for counts matching {weights[0]}/{weights[1]}"
+    if sum(observed) == 0:
+        return check("srm", O.INCONCLUSIVE, "no traffic in this step yet", value=None,
+                     threshold=config.srm_alpha, expected=expected)
+    p = srm_sequential_p(observed, weights)
+    facts = (f"units champion {observed[0]} / challenger {observed[1]} at weights {weights[0]}/{weights[1]}, "
+             f"always-valid p {p:.2g} (halt below {config.srm_alpha:g})")
+    if p >= config.srm_alpha:
+        return check("srm", O.SUCCESSFUL, f"assignment matches the weights: {facts}", value=p,
+                     threshold=config.srm_alpha, expected=expected)
+    chi2, chi2_p = srm_chi_square(observed, weights)
+    message = (f"sample ratio mismatch, assignment is broken and no comparison can be trusted: {facts}; "
+               f"chi-square {chi2:.2f}, p {chi2_p:.2g}")
+    return check("srm", O.ERROR, message, value=p, threshold=config.srm_alpha, expected=expected,
+                 metric="srm p-value", chi2=chi2, chi2_p=chi2_p)
+
+
+def error_rate_check(champion: ArmCounts, challenger: ArmCounts, config: CanaryConfig, prove: bool) -> Check:
+    """Server errors (5xx) per request: sequential non-inferiority within `error_rate_margin`."""
+    margin = config.error_rate_margin
+    if champion.requests == 0 or challenger.requests == 0:
+        return _waiting("error_rate", f"requests so far {challenger.requests} challenger / {champion.requests} "
+                        "champion", margin, "error_rate")
+    tau2 = _tau2(config.planning_rate("error_rate"), config.planned_requests, config.alpha)
+    result = msprt_two_proportions(champion.errors, champion.requests, challenger.errors, challenger.requests,
+                                   margin=margin, tau2=tau2, alpha=config.alpha, greater_is_better=False,
+                                   name="error_rate")
+    return _sequential_check("error_rate", result, margin, prove, greater_is_better=False)
+
+
+def label_metric_check(metric: str, margin: float, champion: ArmCounts, challenger: ArmCounts,
+                       config: CanaryConfig, prove: bool, task: str) -> Check:
+    """A label metric from feedback (a proportion): sequential non-inferiority within `margin`."""
+    if task not in CANARY_LABEL_METRICS.get(metric, ()):
+        return check(metric, O.ERROR, f"{metric} is not a canary metric for task {task} (rollout.canary."
+                     "metric_margins)", value=None, threshold=-margin, expected="a metric of this task")
+    if metric == "mae":
+        return mae_check(margin, champion, challenger, config, prove)
+    (x_a, n_a), (x_b, n_b) = champion.labels.get(metric, (0, 0)), challenger.labels.get(metric, (0, 0))
+    if n_a == 0 or n_b == 0:
+        return _waiting(metric, f"labelled rows so far {n_b} challenger / {n_a} champion", -margin, metric)
+    tau2 = _tau2(config.planning_rate(metric), config.planned_labels, config.alpha)
+    result = msprt_two_proportions(x_a, n_a, x_b, n_b, margin=margin, tau2=tau2, alpha=config.alpha, name=metric)
+    return _sequential_check(metric, result, margin, prove, greater_is_better=True,
+                             rates=[x_a / n_a, x_b / n_b])
+
+
+def mae_check(margin: float, champion: ArmCounts, challenger: ArmCounts, config: CanaryConfig,
+              prove: bool) -> Check:
+    """Regression: sequential non-inferiority of the mean absolute error (mSPRT on two means). The margin
+    is relative (`margin` x the champion's MAE), so it reads the same whatever the target's unit."""
+    a, b = _finite(champion.abs_errors), _finite(challenger.abs_errors)
+    if a.size < 2 or b.size < 2:
+        return _waiting("mae", f"labelled rows so far {b.size} challenger / {a.size} champion", margin, "mae")
+    allowed = margin * float(a.mean())
+    pooled = float(np.var(np.concatenate([a, b]), ddof=1)) or 1e-12
+    tau2 = tau2_for_horizon(pooled * 2 / config.planned_labels, config.alpha)
+    result = msprt_two_means(float(a.mean()), float(a.var(ddof=1)), a.size, float(b.mean()), float(b.var(ddof=1)),
+                             b.size, margin=allowed, tau2=tau2, alpha=config.alpha, greater_is_better=False,
+                             name="mae")
+    return _sequential_check("mae", result, allowed, prove, greater_is_better=False,
+                             rates=[float(a.mean()), float(b.mean())])
+
+
+def latency_check(champion: ArmCounts, challenger: ArmCounts, config: CanaryConfig) -> Check:
+    """Rank test of per-request latency; fails only on a significant slowdown beyond the tolerance."""
+    if config.latency_tolerance is None:
+        return skipped("latency", "latency check disabled (rollout.canary.latency_tolerance is null)")
+    a = _finite(champion.latency_ms)
+    b = _finite(challenger.latency_ms)
+    need = config.min_latency_samples
+    if a.size < need or b.size < need:
+        return check("latency", O.INCONCLUSIVE, f"latency samples {b.size} challenger / {a.size} champion "
+                     f"(need {need} each)", value=None, threshold=config.latency_tolerance, expected="no slowdown")
+    judged = rank_judge(a, b, tolerance=config.latency_tolerance, alpha=config.latency_alpha)
+    outcome = O.SUCCESSFUL if judged.passed else O.FAILED
+    return check("latency", outcome, judged.message, value=judged.test.superiority,
+                 threshold=0.5 + config.latency_tolerance, expected="P(challenger slower) within tolerance",
+                 metric="latency P(challenger slower)", p_value=judged.test.p_greater)
+
+
+def progress_check(challenger: ArmCounts, config: CanaryConfig) -> Check:
+    """The step needs enough of its own traffic (and labels, when label metrics are judged)."""
+    need_labels = config.min_labels_per_step if config.metric_margins else 0
+    have = (challenger.step_requests, challenger.step_labels)
+    done = have[0] >= config.min_requests_per_step and have[1] >= need_labels
+    message = (f"this step: {have[0]} of {config.min_requests_per_step} challenger requests, {have[1]} of "
+               f"{need_labels} labelled rows")
+    return check("step_progress", O.SUCCESSFUL if done else O.INCONCLUSIVE, message, value=have[0],
+                 threshold=config.min_requests_per_step, expected="enough traffic in this step")
+
+
+def _sequential_check(name: str, result: SequentialResult, margin: float, prove: bool, *,
+                      greater_is_better: bool, rates: list[float] | None = None) -> Check:
+    threshold = -margin if greater_is_better else margin
+    if result.decision == "inferior":
+        outcome = O.FAILED
+    elif result.decision == "non_inferior" or not prove:
+        outcome = O.SUCCESSFUL
+    else:
+        outcome = O.INCONCLUSIVE
+    message = result.message
+    if result.decision == "continue" and not prove:
+        message += "; no harm proven (non-inferiority must be proven before promotion)"
+    return check(name, outcome, message, value=result.estimate, threshold=threshold,
+                 expected=f"delta {'>' if greater_is_better else '<'} {threshold:+g} (always-valid CI)",
+                 metric=f"{name} delta", ci=[result.ci_low, result.ci_high], p_value=result.p_value,
+                 n=[result.n_a, result.n_b], decision=result.decision, rates=rates)
+
+
+@functools.lru_cache(maxsize=64)
+def _tau2(rate: float, planned_per_arm: int, alpha: float) -> float:
+    """Mixing variance fixed before the data: planning rate and horizon from the config."""
+    return tau2_for_proportions(rate, planned_per_arm, planned_per_arm, alpha)
+
+
+def _waiting(name: str, message: str, threshold: float, metric: str) -> Check:
+    return check(name, O.INCONCLUSIVE, message, value=None, threshold=threshold, expected="data from both arms",
+                 metric=f"{metric} delta")
+
+
+def _finite(values: np.ndarray | None) -> np.ndarray:
+    if values is None:
+        return np.empty(0)
+    values = np.asarray(values, dtype=float)
+    return values[np.isfinite(values)]

@@ -1,0 +1,133 @@
+"""Edge-case gate: the real server with the candidate, attacked with cases generated from the data schema.
+
+Stage `edge_cases` of dvc.yaml runs `mlgate gate edge_cases --report-only`. Reads the candidate model
+directory (its signature), data/train.parquet (ranges, categories, a base row) and data/test.parquet
+(the holdout for online/offline consistency); starts `python -m mlgate.serving` on a free 127.0.0.1 port;
+writes reports/gates/edge_cases.json (via the gate command) with every case, and the server's log
+to reports/edge_cases/server.log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlgate.gates.config import EdgeCasesConfig
+from mlgate.gates.edge_cases import decide as edge_cases
+from mlgate.gates.edge_cases.consistency import ServerPredictions, consistency_checks
+from mlgate.gates.edge_cases.data_schema import DataSchema, schema_from_frame
+from mlgate.gates.edge_cases.generation import ServerLimits, generate_cases
+from mlgate.gates.result import Check, GateResult, Status
+from mlgate.pipelines.checks.edge_cases.client import get, predict_holdout, send_cases
+from mlgate.pipelines.context import RunContext
+from mlgate.pipelines.datasets import check_dataset, load_split, require_columns, split_path
+from mlgate.pipelines.errors import UsageError
+from mlgate.serving.runtime import ServerStartError, server_for
+from mlgate.serving.settings import ServingConfig
+
+REPORT_DIR = Path("reports/edge_cases")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--candidate", help="candidate model directory or MLflow model URI (default: train.model_dir)")
+
+
+def run(ctx: RunContext, args: argparse.Namespace) -> GateResult:
+    started = time.perf_counter()
+    params, config = ctx.params, ctx.params.gates.edge_cases
+    candidate = _load_candidate(args.candidate or str(ctx.path(params.train.model_dir)))
+    train, test = (_split(ctx, name) for name in ("train", "test"))
+    try:
+        schema = schema_from_frame(train, candidate.input_columns, getattr(candidate.model, "classes_", None),
+                                   proba=hasattr(candidate.model, "predict_proba"))
+    except ValueError as exc:
+        return GateResult.error(edge_cases.GATE, f"{candidate.path}: {exc}", time.perf_counter() - started, "schema")
+    require_columns(test, schema.names, str(split_path(params.data, "test", ctx.base_dir)), "signature column")
+    serving = params.serving
+    cases = generate_cases(schema, ServerLimits(serving.max_batch_rows, serving.max_body_bytes,
+                                                serving.extra_columns), config)
+    log_path = ctx.path(REPORT_DIR) / "server.log"
+    try:
+        served = _against_server(ctx, str(candidate.path), cases, schema, test[schema.names], log_path)
+    except ServerStartError as exc:
+        return GateResult.error(edge_cases.GATE, f"the server did not start with {candidate.path}: {exc}",
+                                time.perf_counter() - started, "server.start")
+    consistency = _consistency(candidate.model, test, schema, served.online, config.proba_tolerance)
+    judged = [edge_cases.judge(case, answer) for case, answer in zip(cases, served.answers, strict=True)]
+    artifacts = {"server_log": log_path.relative_to(ctx.base_dir).as_posix()}
+    return edge_cases.assemble(judged, [served.health, *consistency], time.perf_counter() - started, artifacts)
+
+
+@dataclass(frozen=True)
+class ServedOutcome:
+    """What the running server answered: one answer per case, its health after them, the holdout."""
+
+    answers: list[edge_cases.Answer]
+    health: Check
+    online: ServerPredictions
+
+
+def _against_server(ctx: RunContext, model_uri: str, cases: list[edge_cases.Case], schema: DataSchema,
+                    holdout: pd.DataFrame, log_path: Path) -> ServedOutcome:
+    """Start the server (ServerStartError if it cannot), send every case, check health, predict, stop."""
+    config, serving = ctx.params.gates.edge_cases, ctx.params.serving
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mlgate-edge-cases-") as scratch, \
+            server_for(model_uri, gate_serving_config(serving, Path(scratch)), log_path=log_path) as server:
+        answers = send_cases(server.url, cases, config.request_timeout_s, server.is_alive)
+        health = edge_cases.health_check(get(server.url + "/healthz", config.request_timeout_s), server.is_alive())
+        return ServedOutcome(answers, health, _online_predictions(server.url, holdout, schema, serving, config))
+
+
+def gate_serving_config(serving: ServingConfig, scratch: Path) -> ServingConfig:
+    """The project's serving settings, with the gate's traffic logged to a scratch store, not production's.
+    Always the `process` runtime: the gate reads that store and the server's log from this machine."""
+    log = serving.prediction_log.model_copy(update={"url": f"sqlite:///{scratch / 'predictions.db'}"})
+    return serving.model_copy(update={"prediction_log": log, "runtime": "process"})
+
+
+def _online_predictions(url: str, holdout: pd.DataFrame, schema: DataSchema, serving: ServingConfig,
+                        config: EdgeCasesConfig) -> ServerPredictions:
+    chunk = min(config.holdout_batch_rows, serving.max_batch_rows)
+    options = (url, holdout, schema.names, chunk, serving.max_body_bytes, config.request_timeout_s)
+    labels = predict_holdout(*options, proba=False)
+    proba = predict_holdout(*options, proba=True) if schema.proba else ServerPredictions(None)
+    problem = "; ".join(p for p in (labels.problem, proba.problem) if p)
+    return ServerPredictions(labels.labels, proba.proba, problem)
+
+
+def _consistency(model: Any, test: pd.DataFrame, schema: DataSchema, online: ServerPredictions,
+                 tolerance: float) -> list[Check]:
+    """Server vs offline on the holdout; ERROR when the offline model itself cannot predict it."""
+    holdout = test[schema.names]
+    try:
+        labels = model.predict(holdout).tolist()
+        proba = model.predict_proba(holdout) if schema.proba else None
+    except Exception as exc:  # noqa: BLE001 - any model failure means consistency cannot be decided
+        message = f"the offline model cannot predict the holdout: {type(exc).__name__}: {str(exc)[:300]}"
+        return [Check("consistency", Status.ERROR, None, "offline predictions on the holdout", message)]
+    row_ids = test["row_id"].tolist() if "row_id" in test.columns else None
+    return consistency_checks(online, labels, proba, tolerance, row_ids)
+
+
+def _split(ctx: RunContext, name: str) -> pd.DataFrame:
+    params = ctx.params
+    frame = load_split(params.data, name, ctx.base_dir)
+    check_dataset(frame, params.model, params.data, str(split_path(params.data, name, ctx.base_dir)))
+    return frame
+
+
+def _load_candidate(uri: str) -> Any:
+    from mlgate.serving.loading import ModelLoadError, load_sklearn_model
+
+    try:
+        return load_sklearn_model(uri)
+    except ModelLoadError as exc:
+        raise UsageError(f"candidate model: {exc}; run `mlgate train` (dvc stage train) first") from None

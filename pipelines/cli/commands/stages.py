@@ -1,0 +1,44 @@
+"""`mlgate prepare` and `mlgate train`: the data and training stages of dvc.yaml."""
+
+from __future__ import annotations
+
+import argparse
+
+from mlgate.gates.result import ExitCode
+from mlgate.pipelines import console
+from mlgate.pipelines.context import RunContext
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from mlgate.pipelines.cli.main import add_params_argument
+
+    prepare = sub.add_parser("prepare", help="write seeded, stratified train/test/production splits")
+    add_params_argument(prepare)
+    prepare.set_defaults(handler=prepare_command)
+    train = sub.add_parser("train", help="fit the model, log it to MLflow with lineage, write the model dir")
+    add_params_argument(train)
+    train.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    train.set_defaults(handler=train_command)
+
+
+def prepare_command(args: argparse.Namespace) -> int:
+    from mlgate.pipelines.stages.prepare import run_prepare
+
+    ctx = RunContext.load(args.params)
+    paths = run_prepare(ctx.params, ctx.base_dir)
+    for name, path in paths.items():
+        console.info(f"prepare: wrote {name} split -> {path.relative_to(ctx.base_dir)}")
+    return int(ExitCode.OK)
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from mlgate.pipelines.stages.train import run_train
+
+    ctx = RunContext.load(args.params, args.tracking_uri)
+    outcome = run_train(ctx.params, ctx.tracking_uri, ctx.base_dir)
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(outcome.metrics.items()))
+    console.info(f"train: {ctx.params.train.estimator} holdout metrics: {shown}")
+    console.info(f"train: MLflow run {outcome.run.run_id} in {ctx.tracking_uri} "
+                 f"(experiment '{ctx.params.model.name}', model {outcome.run.model_uri})")
+    console.info(f"train: model dir {ctx.params.train.model_dir}, metrics metrics/train.json")
+    return int(ExitCode.OK)

@@ -1,0 +1,76 @@
+"""`mlgate` command line: parse, run, map every outcome to the exit-code contract (DESIGN §3).
+
+Commands live in their own modules and are listed in COMMANDS; each module has `register(subparsers)`
+that adds its parser and sets `handler(args) -> int`. Nothing here prints a traceback unless
+MLGATE_DEBUG is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from mlgate.gates.result import ExitCode
+from mlgate.pipelines import console
+from mlgate.pipelines.errors import MlgateError
+
+# Each module registers one or more subcommands. Checked when the parser is built (like pluggy).
+COMMANDS: tuple[str, ...] = (
+    "mlgate.pipelines.cli.commands.config_validate",
+    "mlgate.pipelines.cli.commands.stages",
+    "mlgate.pipelines.cli.commands.gate",
+    "mlgate.pipelines.cli.commands.serve",
+    "mlgate.pipelines.cli.commands.demo",
+    "mlgate.pipelines.cli.commands.release",
+    "mlgate.pipelines.cli.commands.rollout",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage in one line with exit 2, like every other mlgate error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        console.error(f"{self.prog}: {message} (see {self.prog} --help)")
+        raise SystemExit(ExitCode.USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mlgate", description="CI/CD gates and rollout for ML models.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for module_name in COMMANDS:
+        module = importlib.import_module(module_name)
+        register = getattr(module, "register", None)
+        if not callable(register):
+            raise TypeError(f"command module {module_name} has no register(subparsers) function")
+        register(sub)
+    return parser
+
+
+def add_params_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default="params.yaml", help="configuration file (default: params.yaml)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except MlgateError as exc:
+        console.error(str(exc))
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        console.error("interrupted")
+        return int(ExitCode.INTERNAL)
+    except Exception as exc:  # noqa: BLE001 - the one place an unexpected error becomes exit 3
+        if os.environ.get("MLGATE_DEBUG"):
+            traceback.print_exc()
+        console.error(f"internal error: {type(exc).__name__}: {exc} (set MLGATE_DEBUG=1 for the traceback)")
+        return int(ExitCode.INTERNAL)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

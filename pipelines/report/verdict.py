@@ -1,0 +1,228 @@
+"""Stage `verdict`: read every gate result, decide, write reports/verdict.json, report.md, report.html.
+
+The verdict is the worst gate status. A gate whose result file is missing or unreadable is ERROR,
+never PASS. The files are always written first; the command's exit code follows (DESIGN §3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlgate.gates.result import Check, GateResult, Status, worst
+from mlgate.pipelines.errors import UsageError
+from mlgate.pipelines.files import write_text_atomic
+from mlgate.pipelines.params import Params
+from mlgate.pipelines.registry.lineage import directory_digest, git_state
+
+# The offline gates of dvc.yaml, in pipeline order. Each must have left a result; others found are added.
+EXPECTED_GATES: tuple[str, ...] = ("data", "quality", "edge_cases", "latency")
+VERDICT_FILE, REPORT_MD, REPORT_HTML = "verdict.json", "report.md", "report.html"
+# Sections that cannot change a verdict: editing them does not make a verdict stale.
+NOT_GATED_SECTIONS = ("rollout", "approvals")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The model the verdict is about, identified by the digest of its directory."""
+
+    name: str
+    model_dir: str
+    digest: str | None
+    run_id: str | None = None
+    model_uri: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The decision over all gates, with what it was decided on."""
+
+    status: Status
+    results: dict[str, GateResult]
+    candidate: Candidate
+    params_md5: str
+    gated_params_md5: str
+    git_sha: str
+    git_dirty: bool
+    baseline: dict[str, Any] | None
+    problems: tuple[str, ...] = ()
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    @property
+    def blocked(self) -> list[str]:
+        return [name for name, result in self.results.items() if result.status.blocks]
+
+    def to_dict(self, report_digest: str) -> dict[str, Any]:
+        return {
+            "status": str(self.status),
+            "created": self.created,
+            "model": {"name": self.candidate.name, "dir": self.candidate.model_dir,
+                      "digest": self.candidate.digest, "run_id": self.candidate.run_id,
+                      "model_uri": self.candidate.model_uri},
+            "params_md5": self.params_md5,
+            "gated_params_md5": self.gated_params_md5,
+            "git_sha": self.git_sha,
+            "git_dirty": self.git_dirty,
+            "report_digest": report_digest,
+            "baseline": self.baseline,
+            "problems": list(self.problems),
+            "gates": {name: gate_summary(result) for name, result in self.results.items()},
+        }
+
+
+def gate_summary(result: GateResult) -> dict[str, Any]:
+    counts = {str(s): len(result.by_status(s)) for s in Status}
+    return {"status": str(result.status), "duration_s": round(result.duration_s, 3), "checks": counts}
+
+
+def read_gate_result(base_dir: Path, path: Path, name: str) -> GateResult:
+    """The gate's result, or an ERROR result naming the file when it is missing, unreadable or inconsistent."""
+    if not (base_dir / path).is_file():
+        return GateResult.error(name, f"{path}: no result file; the gate did not run "
+                                      f"(run `mlgate gate {name}` or `dvc repro`)", name="result_file")
+    try:
+        result = GateResult.read(base_dir / path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return GateResult.error(name, f"{path}: not a gate result ({type(exc).__name__}: {exc})", name="result_file")
+    if result.gate != name:
+        return GateResult.error(name, f"{path}: holds the result of gate '{result.gate}', not '{name}'",
+                                name="result_file")
+    return _consistent(result, path)
+
+
+def _consistent(result: GateResult, path: Path) -> GateResult:
+    """A recorded status is never milder than the gate's own checks; no checks at all is undecided."""
+    if not result.checks:
+        return GateResult.error(result.gate, f"{path}: the gate recorded no checks", result.duration_s,
+                                name="result_file")
+    status = worst([result.status, *(c.status for c in result.checks)])
+    if status == result.status:
+        return result
+    note = Check("result_file", status, str(result.status), f"gate status = worst check ({status})",
+                 f"{path}: recorded status {result.status} is milder than its checks; using {status}")
+    return GateResult(result.gate, status, (*result.checks, note), result.duration_s, result.artifacts)
+
+
+def collect_results(base_dir: Path, expected: tuple[str, ...] = EXPECTED_GATES) -> dict[str, GateResult]:
+    """Every expected gate (ERROR when absent), then any other result file in reports/gates, by name.
+
+    Paths are relative to `base_dir` so the report reads (and hashes) the same in every checkout.
+    """
+    gate_dir = Path("reports") / "gates"
+    names = list(expected)
+    if (base_dir / gate_dir).is_dir():
+        names += sorted(p.stem for p in (base_dir / gate_dir).glob("*.json") if p.stem not in expected)
+    return {name: read_gate_result(base_dir, gate_dir / f"{name}.json", name) for name in names}
+
+
+def find_baseline(results: dict[str, GateResult]) -> dict[str, Any] | None:
+    """The production model a gate compared against: details of the first decided `baseline` check."""
+    for name, result in results.items():
+        for check in result.checks:
+            if check.name == "baseline" and check.details.get("version") is not None:
+                return {"gate": name, **check.details}
+    return None
+
+
+def decide(results: dict[str, GateResult], problems: tuple[str, ...] = ()) -> Status:
+    """Worst gate status; any verdict-level problem, or nothing decided at all, is ERROR."""
+    if problems:
+        return Status.ERROR
+    status = worst(r.status for r in results.values())
+    return Status.ERROR if status == Status.SKIP else status
+
+
+def gated_params_md5(params: Params) -> str:
+    """md5 of the sections that can change a verdict (not rollout or approvals)."""
+    dumped = params.model_dump(mode="json", exclude=set(NOT_GATED_SECTIONS))
+    return hashlib.md5(json.dumps(dumped, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def find_candidate(params: Params, base_dir: Path) -> tuple[Candidate, tuple[str, ...]]:
+    """The candidate model directory's digest and training run; problems when the model is missing."""
+    model_dir = base_dir / params.train.model_dir
+    run = _read_json(base_dir / "reports" / "train_run.json") or {}
+    if not model_dir.is_dir() or not any(model_dir.iterdir()):
+        problem = f"{params.train.model_dir}: candidate model directory not found (run `mlgate train`)"
+        return Candidate(params.model.name, params.train.model_dir, None), (problem,)
+    digest = directory_digest(model_dir)
+    return Candidate(params.model.name, params.train.model_dir, digest, run.get("run_id"),
+                     run.get("model_uri")), ()
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def build_verdict(params: Params, base_dir: Path) -> Verdict:
+    results = collect_results(base_dir)
+    candidate, problems = find_candidate(params, base_dir)
+    sha, dirty = git_state(base_dir)
+    return Verdict(decide(results, problems), results, candidate, params.digest(), gated_params_md5(params),
+                   sha, dirty, find_baseline(results), problems)
+
+
+@dataclass(frozen=True)
+class VerdictFiles:
+    verdict: Path
+    report_md: Path
+    report_html: Path
+    report_digest: str
+
+
+def write_reports(verdict: Verdict, base_dir: Path) -> VerdictFiles:
+    """report.md first (its sha256 goes into verdict.json), then report.html, then verdict.json."""
+    from mlgate.pipelines.report.html import render_html
+    from mlgate.pipelines.report.markdown import render_markdown
+
+    out = base_dir / "reports"
+    markdown = render_markdown(verdict)
+    md_path = _write_text(out / REPORT_MD, markdown)
+    digest = file_sha256(md_path)
+    html_path = _write_text(out / REPORT_HTML, render_html(verdict, base_dir, digest))
+    payload = json.dumps(verdict.to_dict(digest), indent=2, allow_nan=False) + "\n"
+    return VerdictFiles(_write_text(out / VERDICT_FILE, payload), md_path, html_path, digest)
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _write_text(path: Path, text: str) -> Path:
+    return write_text_atomic(path, text)
+
+
+@dataclass(frozen=True)
+class VerdictRecord:
+    """What other commands need from reports/verdict.json."""
+
+    status: Status
+    model_digest: str | None
+    gated_params_md5: str | None
+    report_digest: str | None
+    blocked: list[str]
+    raw: dict[str, Any]
+
+
+def read_verdict(path: Path) -> VerdictRecord:
+    """reports/verdict.json as written by `mlgate verdict`; a malformed file is a UsageError naming it."""
+    data = _read_json(path)
+    if data is None:
+        raise UsageError(f"{path}: not a readable verdict JSON file (re-run `mlgate verdict`)")
+    try:
+        status = Status(data["status"])
+        gates = data.get("gates") or {}
+        blocked = [n for n, g in gates.items() if Status(g.get("status", "ERROR")).blocks]
+        model = data.get("model") or {}
+    except (KeyError, ValueError, AttributeError, TypeError) as exc:
+        raise UsageError(f"{path}: malformed verdict ({type(exc).__name__}: {exc}); re-run `mlgate verdict`") from None
+    return VerdictRecord(status, model.get("digest"), data.get("gated_params_md5"), data.get("report_digest"),
+                         blocked, data)

@@ -1,0 +1,275 @@
+"""The prediction log: every prediction of every variant (shadows too) and the feedback joined to it.
+
+Tables (one row per input row per variant): `predictions(request_id, row_index, routing_key,
+variant, model_version, shadow, ts, latency_ms, status, error, features, prediction, score,
+baseline_ms)`,
+`feedback(request_id, row_index, label, reward, ts)`, `shadow_shed(variant, model_version, reason,
+count, window_start, ts)` (mirrors the server chose not to run, per window) and `bandit_arms` (the
+bandit's posteriors).
+The store is any SQLAlchemy database URL; the default, SQLite, runs in WAL mode so readers in other
+processes (the rollout analysis) read while the server writes. The server writes through
+`mlgate.serving.log.writer.PredictionLog`; the functions here are the readers.
+
+Labels are stored as text: a string as it is, any other JSON value as its JSON (`label_text`);
+compare a label with a prediction after passing the prediction through `label_text` too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+import sqlalchemy as sa
+
+PREDICTION_COLUMNS = ("request_id", "row_index", "routing_key", "variant", "model_version", "shadow", "ts",
+                      "latency_ms", "status", "error", "features", "prediction", "score", "baseline_ms", "forced")
+FEEDBACK_COLUMNS = ("request_id", "row_index", "label", "reward", "ts", "kind")
+
+METADATA = sa.MetaData()
+PREDICTIONS = sa.Table(
+    "predictions", METADATA,
+    sa.Column("request_id", sa.Text, nullable=False), sa.Column("row_index", sa.Integer, nullable=False),
+    sa.Column("routing_key", sa.Text), sa.Column("variant", sa.Text, nullable=False),
+    sa.Column("model_version", sa.Text), sa.Column("shadow", sa.Integer, nullable=False),
+    sa.Column("ts", sa.Float, nullable=False), sa.Column("latency_ms", sa.Float),
+    sa.Column("status", sa.Integer, nullable=False), sa.Column("error", sa.Text),
+    sa.Column("features", sa.Text), sa.Column("prediction", sa.Text), sa.Column("score", sa.Float),
+    sa.Column("baseline_ms", sa.Float),
+    sa.Column("forced", sa.Integer),  # 1: the caller chose the variant (X-Target-Variant); not in any split
+    sa.Index("ix_predictions_request_id", "request_id"), sa.Index("ix_predictions_ts", "ts"),
+)
+FEEDBACK = sa.Table(
+    "feedback", METADATA,
+    sa.Column("request_id", sa.Text, nullable=False), sa.Column("row_index", sa.Integer, nullable=False, default=0),
+    sa.Column("label", sa.Text), sa.Column("reward", sa.Float), sa.Column("ts", sa.Float, nullable=False),
+    # label: the first feedback of a row (it stands); conflict: a later, different one (kept, not used);
+    # correction: an explicit correction, which replaces the label (the latest one wins).
+    sa.Column("kind", sa.Text),
+    sa.Index("ix_feedback_request_id", "request_id"), sa.Index("ix_feedback_ts", "ts"),
+)
+# Mirrors the server shed (never attempted), one row per variant, reason and window (mlgate.serving.shadow.shed).
+SHADOW_SHED = sa.Table(
+    "shadow_shed", METADATA,
+    sa.Column("variant", sa.Text, nullable=False), sa.Column("model_version", sa.Text),
+    sa.Column("reason", sa.Text, nullable=False), sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("window_start", sa.Float, nullable=False), sa.Column("ts", sa.Float, nullable=False),
+    sa.Index("ix_shadow_shed_ts", "ts"),
+)
+SHED_COLUMNS = ("variant", "model_version", "reason", "count", "window_start", "ts")
+# The route table in force, written before a change is swapped in and restored at start (one row).
+ROUTE_TABLES = sa.Table(
+    "route_table", METADATA,
+    sa.Column("scope", sa.Text, primary_key=True), sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("body", sa.Text, nullable=False), sa.Column("ts", sa.Float, nullable=False),
+)
+BANDIT_ARMS = sa.Table(
+    "bandit_arms", METADATA,
+    sa.Column("variant", sa.Text, primary_key=True), sa.Column("model_version", sa.Text, primary_key=True),
+    sa.Column("alpha", sa.Float, nullable=False), sa.Column("beta", sa.Float, nullable=False),
+    sa.Column("pulls", sa.Integer, nullable=False), sa.Column("ts", sa.Float, nullable=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionEntry:
+    """One variant's answer to one request, expanded into one row per input row when written.
+
+    `columns` holds the request's features by column (None when the body could not be parsed);
+    `predictions` and `scores` hold one value per row (None when the variant failed). On a shadow's
+    rows, `latency_ms` is the shadow's model call that included this request and `baseline_ms` the
+    answering variant's model on the same rows, timed back to back in the shadow's worker (None when
+    not measured); every request of one model call carries the same pair.
+    """
+
+    request_id: str
+    routing_key: str | None
+    variant: str
+    model_version: str
+    shadow: bool
+    ts: float
+    latency_ms: float
+    status: int
+    error: str | None
+    columns: Mapping[str, Sequence[Any]] | None
+    n_rows: int
+    predictions: Sequence[Any] | None = None
+    scores: Sequence[float | None] | None = None
+    baseline_ms: float | None = None
+    forced: bool = False
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The database rows of this entry (at least one, even for a request without rows)."""
+        columns = self.columns or {}
+        common = {"request_id": self.request_id, "routing_key": self.routing_key, "variant": self.variant,
+                  "model_version": self.model_version, "shadow": int(self.shadow), "ts": self.ts,
+                  "latency_ms": self.latency_ms, "status": self.status, "error": self.error,
+                  "baseline_ms": _finite_or_none(self.baseline_ms), "forced": int(self.forced)}
+        rows = []
+        for i in range(max(self.n_rows, 1)):
+            features = {name: values[i] for name, values in columns.items()} if self.n_rows else {}
+            prediction = self.predictions[i] if self.predictions is not None and i < len(self.predictions) else None
+            score = self.scores[i] if self.scores is not None and i < len(self.scores) else None
+            rows.append({**common, "row_index": i, "features": json_text(features),
+                         "prediction": None if prediction is None else json_text(prediction),
+                         "score": _finite_or_none(score)})
+        return rows
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON; NaN and infinities become null, integers beyond 64 bits become floats. A value
+    orjson refuses (a lone surrogate, nesting deeper than 255) is written by the standard library with
+    escapes; one that nothing can encode (nesting beyond the recursion limit) becomes null."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        pass
+    try:
+        return json.dumps(_plain(value), ensure_ascii=True, default=str, separators=(",", ":"))
+    except (ValueError, TypeError, RecursionError):
+        return "null"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, str):
+        return _safe_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {_safe_text(str(k)): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 63:
+        return _finite_or_none(float(value)) if value.bit_length() <= 1023 else None
+    return value
+
+
+def _safe_text(text: str) -> str:
+    """Text any JSON reader accepts: a lone surrogate is kept as the visible escape `\\ud800`."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def json_value(text: str | None) -> Any:
+    """A logged JSON value (None for SQL null); a row an older mlgate wrote with escapes orjson refuses
+    is read by the standard library."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+def _finite_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def label_text(value: Any) -> str:
+    """How a label (or a prediction, for comparison) is stored: a string as is, else its JSON."""
+    return value if isinstance(value, str) else json_text(value)
+
+
+def open_engine(url: str) -> sa.Engine:
+    """An engine for the log; SQLite gets WAL mode, a busy timeout and its directory created."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def create_tables(engine: sa.Engine) -> None:
+    """Create the tables, and add the columns a store written by an older mlgate lacks."""
+    METADATA.create_all(engine)
+    with engine.begin() as connection:
+        for table in (PREDICTIONS, FEEDBACK):
+            present = {column["name"] for column in sa.inspect(connection).get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present:
+                    kind = column.type.compile(dialect=engine.dialect)
+                    connection.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+
+
+@contextmanager
+def _reader(url: str) -> Iterator[sa.Connection | None]:
+    """A connection to an existing store, or None when the SQLite file does not exist yet."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
+        yield None
+        return
+    engine = open_engine(url)
+    try:
+        with engine.connect() as connection:
+            yield connection
+    finally:
+        engine.dispose()
+
+
+def _read(url: str, table: sa.Table, columns: Sequence[str], since: float | None) -> pd.DataFrame:
+    with _reader(url) as connection:
+        if connection is None or not sa.inspect(connection).has_table(table.name):
+            return pd.DataFrame({name: pd.Series([], dtype=object) for name in columns})
+        present = {column["name"] for column in sa.inspect(connection).get_columns(table.name)}
+        query = sa.select(*(table.c[name] for name in columns if name in present))
+        if since is not None:
+            query = query.where(table.c.ts >= since)
+        order = [table.c.ts, table.c.request_id, table.c.row_index]
+        frame = pd.read_sql(query.order_by(*order), connection)
+    for name in columns:  # a store from an older mlgate: its missing columns read as unknown
+        if name not in frame.columns:
+            frame[name] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    return frame[list(columns)]
+
+
+def read_predictions(url: str, *, since: float | None = None) -> pd.DataFrame:
+    """Logged predictions (rows with ts >= since), features and prediction JSON-decoded."""
+    frame = _read(url, PREDICTIONS, PREDICTION_COLUMNS, since)
+    for name in ("features", "prediction"):
+        frame[name] = pd.Series([json_value(text) for text in frame[name]], index=frame.index, dtype=object)
+    return frame
+
+
+def read_feedback(url: str, *, since: float | None = None) -> pd.DataFrame:
+    """Feedback rows (ts >= since): request_id, row_index, label (text), reward, ts."""
+    return _read(url, FEEDBACK, FEEDBACK_COLUMNS, since)
+
+
+def read_shed(url: str, *, since: float | None = None) -> pd.DataFrame:
+    """Shed-mirror counts (windows that ended at ts >= since): variant, model_version, reason, count."""
+    with _reader(url) as connection:
+        if connection is None or not sa.inspect(connection).has_table(SHADOW_SHED.name):
+            return pd.DataFrame({name: pd.Series([], dtype=object) for name in SHED_COLUMNS})
+        query = sa.select(SHADOW_SHED)
+        if since is not None:
+            query = query.where(SHADOW_SHED.c.ts >= since)
+        return pd.read_sql(query.order_by(SHADOW_SHED.c.ts), connection)[list(SHED_COLUMNS)]
+
+
+def read_bandit_arms(url: str) -> pd.DataFrame:
+    """The persisted bandit posteriors: variant, model_version, alpha, beta, pulls, ts."""
+    columns = ("variant", "model_version", "alpha", "beta", "pulls", "ts")
+    with _reader(url) as connection:
+        if connection is None or not sa.inspect(connection).has_table(BANDIT_ARMS.name):
+            return pd.DataFrame({name: pd.Series([], dtype=object) for name in columns})
+        return pd.read_sql(sa.select(BANDIT_ARMS), connection)

@@ -1,0 +1,102 @@
+"""The `serving` section of params.yaml, owned here so the server can run without the pipelines."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from mlgate.gates.schema import StrictModel
+
+
+class MicroBatchConfig(StrictModel):
+    """Concurrent requests are coalesced into one predict call, bounded in rows and wait."""
+
+    enabled: bool = True
+    max_batch_rows: int = Field(256, ge=1)
+    max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0)
+    # Native threads (OpenMP, BLAS) per model call. 1 leaves a core to the event loop and avoids
+    # OpenMP spin-waiting when cores are shared; 0 keeps the libraries' own default.
+    model_threads: int = Field(1, ge=0)
+
+
+class PredictionLogConfig(StrictModel):
+    """Where every prediction is recorded; SQLite in WAL mode unless a database URL is given."""
+
+    url: str = "sqlite:///reports/predictions.db"
+    batch_size: int = Field(256, ge=1)
+    flush_interval_s: float = Field(0.5, gt=0.0)
+    enabled: bool = True
+    # Rows waiting for the writer; beyond this, rows are dropped and counted (never unbounded memory).
+    max_pending_rows: int = Field(200_000, ge=1)
+    # The class whose probability is logged as `score` for binary classifiers (default: classes_[1]).
+    positive_class: str | None = None
+    # Personal data: input columns never written to the log, and columns written only as a keyed hash
+    # (BLAKE2b with $MLGATE_LOG_HASH_KEY; equal values still compare equal, for drift of categories).
+    omit_columns: list[str] = Field(default_factory=list)
+    hash_columns: list[str] = Field(default_factory=list)
+    # Rows (predictions, feedback, shed counts) older than this many days are deleted by the writer.
+    retention_days: float | None = Field(None, gt=0.0)
+
+
+class ShadowMirrorConfig(StrictModel):
+    """Mirroring to shadow variants: one bounded queue and one worker thread per shadow variant."""
+
+    queue_size: int = Field(1024, ge=1)
+    max_batch_rows: int = Field(256, ge=1)
+    max_wait_ms: float = Field(20.0, ge=0.0, le=1000.0)
+    # A shadow call slower than this is recorded with status 504 (its prediction is not used).
+    timeout_s: float = Field(5.0, gt=0.0)
+    # Share of wall-clock time a shadow's worker may spend computing (CPU time): it shares the GIL
+    # with the answering variant, so beyond this its work waits (once its queue is full, mirrored
+    # requests are dropped and counted).
+    # 3%: enough for a challenger three times as costly per call as the champion, or with some failing
+    # rows to isolate, to be seen on most of 150 requests/s on 2 cores (1% shed ~10% of such mirrors
+    # and starved a challenger with failing rows); the reliability test bounds the champion's cost.
+    max_busy_share: float = Field(0.03, gt=0.0, le=1.0)
+
+
+class BanditConfig(StrictModel):
+    """Thompson sampling (Beta-Bernoulli) over the arms of a bandit route table."""
+
+    min_share: float = Field(0.05, ge=0.0, le=0.5)
+    prior_alpha: float = Field(1.0, gt=0.0)
+    prior_beta: float = Field(1.0, gt=0.0)
+
+
+class RoutingConfig(StrictModel):
+    """How requests are assigned to variants; the route table itself comes from --routes or PUT /routes."""
+
+    # An input column holding an entity id used as the sticky routing key when X-Routing-Key is absent.
+    key_column: str | None = None
+    # The route table is persisted beside the prediction log and restored at start (it wins over --model and
+    # --routes); false starts from the arguments (the operator's reset; `mlgate serve --reset-routes`).
+    restore_routes: bool = True
+    # GET /routes and GET /bandit show model URIs and versions: `token` makes them need the admin token.
+    read_access: Literal["open", "token"] = "open"
+    # X-Target-Variant: `allow` (the request is logged as forced and left out of every split analysis) or
+    # `refuse_during_rollout` (403 while the table splits or mirrors traffic).
+    forced_variants: Literal["allow", "refuse_during_rollout"] = "allow"
+    # Seed of the random routing and bandit draws (None: a fresh seed per process).
+    seed: int | None = None
+    shadow: ShadowMirrorConfig = ShadowMirrorConfig()
+    bandit: BanditConfig = BanditConfig()
+
+
+class ServingConfig(StrictModel):
+    """How the model server accepts requests and runs."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    # Where the gates start the server: `process` (a subprocess) or `docker` (the image below, built
+    # from the repository's Dockerfile with `docker build -t IMAGE .`; needs a Docker daemon).
+    runtime: Literal["process", "docker"] = "process"
+    docker_image: str = Field("mlgate-serving:latest", min_length=1)
+    max_batch_rows: int = Field(10_000, ge=1)
+    max_body_bytes: int = Field(20_000_000, ge=1024)
+    extra_columns: Literal["ignore", "reject"] = "ignore"
+    request_timeout_s: float = Field(30.0, gt=0.0)
+    startup_timeout_s: float = Field(60.0, gt=0.0)
+    microbatch: MicroBatchConfig = MicroBatchConfig()
+    prediction_log: PredictionLogConfig = PredictionLogConfig()
+    routing: RoutingConfig = RoutingConfig()
