@@ -80,8 +80,8 @@ class Challenger:
 def prepare_project(root: Path) -> AuditProject:
     """`mlgate prepare`, the bootstrapped champion (registered, alias champion) and the params.yaml candidate."""
     from mlgate.pipelines.cli.main import main as mlgate
+    from mlgate.pipelines.demo.champion import BOOTSTRAP_DIR, ensure_champion
     from mlgate.pipelines.demo.lifecycle import with_rollout
-    from mlgate.pipelines.registry.champion import BOOTSTRAP_DIR, ensure_champion
     from mlgate.pipelines.stages.train import fit_and_log
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -105,7 +105,7 @@ def prepare_project(root: Path) -> AuditProject:
 
 
 def _run_metrics(tracking_uri: str, run_id: str | None) -> dict[str, float]:
-    from mlgate.pipelines.registry import mlflow_io as registry
+    from mlgate.pipelines import mlflow_io as registry
 
     return dict(registry.client(tracking_uri).get_run(run_id).data.metrics) if run_id else {}
 
@@ -202,8 +202,8 @@ def _faulty(project: AuditProject, scenario: str, faults: Faults, distance: str)
     """Log the champion wrapped with `faults` as a run of its own; the logged model's URI."""
     import mlflow
 
+    from mlgate.pipelines import mlflow_io as registry
     from mlgate.pipelines.demo.faulty_model import log_faulty_model
-    from mlgate.pipelines.registry import mlflow_io as registry
 
     registry.client(project.ctx.tracking_uri)
     mlflow.set_experiment(MODEL_NAME)
@@ -244,7 +244,7 @@ def _registered(project: AuditProject, label: str, challenger: Challenger) -> Ru
     """Champion (alias champion) and challenger as versions 1 and 2 of a new model name with a log of its own."""
     from dataclasses import replace
 
-    from mlgate.pipelines.registry import mlflow_io as registry
+    from mlgate.pipelines import mlflow_io as registry
 
     name, uri = f"{MODEL_NAME}-{label}-{uuid.uuid4().hex[:6]}", project.ctx.tracking_uri
     registry.register_version(uri, name, project.champion_uri, {"mlgate.stage": "production"})

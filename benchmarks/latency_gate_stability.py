@@ -74,8 +74,8 @@ def _cpu_times() -> list[int]:
 
 def prepare_project(root: Path, tracking_uri: str) -> Path:
     """prepare + train with params.yaml's settings, and the trained model registered as champion."""
+    from mlgate.pipelines import mlflow_io as registry
     from mlgate.pipelines.cli.main import main as mlgate
-    from mlgate.pipelines.registry import mlflow_io as registry
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["model"]["name"] = MODEL_NAME

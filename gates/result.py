@@ -49,6 +49,17 @@ class ExitCode(IntEnum):
     GATE_FAILED = 1
     USAGE = 2
     INTERNAL = 3
+    INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report 128 + 2
+
+
+def first_line(error: BaseException | str, limit: int = 300) -> str:
+    """The first non-empty line of an error's message, at most `limit` characters: what a check or a
+    log line shows of an exception (a traceback or a 40-line MLflow message never floods a report)."""
+    text = str(getattr(error, "message", None) or error).strip()
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    if not line:
+        line = type(error).__name__ if isinstance(error, BaseException) else "unknown error"
+    return line[:limit]
 
 
 def exit_code_for(status: Status) -> ExitCode:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlgate.pipelines.mlflow_io import resolve_tracking_uri
 from mlgate.pipelines.params import Params, load_params
-from mlgate.pipelines.registry.mlflow_io import resolve_tracking_uri
 
 
 @dataclass(frozen=True)

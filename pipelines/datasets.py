@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mlgate.gates.result import first_line
 from mlgate.pipelines.errors import UsageError
 from mlgate.pipelines.params import DataConfig, ModelConfig
 
@@ -53,7 +54,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     except UsageError:
         raise
     except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise UsageError(f"{path}: cannot be read as {suffix[1:]}: {_first_line(exc)}") from None
+        raise UsageError(f"{path}: cannot be read as {suffix[1:]}: {first_line(exc)}") from None
     raise UsageError(f"{path}: unsupported file type {suffix!r} (use .csv or .parquet)")
 
 
@@ -71,10 +72,6 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise UsageError(f"{path}: duplicate column names: {', '.join(duplicated)}")
     return frame
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def require_columns(frame: pd.DataFrame, columns: list[str], where: str, role: str = "column") -> None:

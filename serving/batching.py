@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from mlgate.gates.result import first_line
 from mlgate.serving.validation import FeatureBatch
 
 log = logging.getLogger(__name__)
@@ -178,8 +179,7 @@ def limit_native_threads(threads: int) -> None:
 
 
 def _prediction_error(exc: Exception) -> PredictionError:
-    first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-    return PredictionError(f"{type(exc).__name__}: {first_line}")
+    return PredictionError(f"{type(exc).__name__}: {first_line(exc)}")
 
 
 def _fail(items: list[_Pending], exc: Exception) -> None:

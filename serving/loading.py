@@ -7,11 +7,14 @@ reads the types the file needs and loads only when each one comes from a module 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from mlgate.gates.result import first_line
 
 ALLOWED_MODULES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.", "pandas.")
 
@@ -31,11 +34,22 @@ class LoadedModel:
     @property
     def input_columns(self) -> list[dict[str, Any]]:
         """The signature's input columns as dicts with 'name', 'type' and 'required'."""
-        if not self.signature or not self.signature.get("inputs"):
-            return []
-        import json
+        return signature_inputs({"signature": self.signature}, str(self.path)) or []
 
-        return json.loads(self.signature["inputs"])
+
+def signature_inputs(meta: dict[str, Any], where: str) -> list[dict[str, Any]] | None:
+    """The input columns of an MLmodel's signature (None without one); ModelLoadError naming `where`
+    when the signature is not valid JSON. The one place mlgate parses an MLflow signature."""
+    inputs = (meta.get("signature") or {}).get("inputs")
+    if not inputs:
+        return None
+    try:
+        parsed = json.loads(inputs)
+    except (ValueError, TypeError) as exc:
+        raise ModelLoadError(f"{where}: unreadable model signature ({exc})") from None
+    if not isinstance(parsed, list):
+        raise ModelLoadError(f"{where}: unsupported model signature (inputs are not a list of columns)")
+    return parsed
 
 
 def local_model_path(model_uri: str) -> Path:
@@ -48,13 +62,13 @@ def local_model_path(model_uri: str) -> Path:
     try:
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types; the caller needs one
-        raise ModelLoadError(f"{model_uri}: cannot fetch the model ({_first_line(exc)})") from None
+        raise ModelLoadError(f"{model_uri}: cannot fetch the model ({first_line(exc)})") from None
 
 
 def load_sklearn_model(model_uri: str) -> LoadedModel:
     """Load the sklearn flavor of an MLflow model saved with serialization_format="skops"."""
     path = local_model_path(model_uri)
-    meta = _read_mlmodel(path)
+    meta = read_mlmodel(path)
     flavor = (meta.get("flavors") or {}).get("sklearn")
     if not flavor:
         raise ModelLoadError(f"{path}: not an MLflow sklearn model (no sklearn flavor in MLmodel)")
@@ -83,7 +97,8 @@ def trusted_types_for(model: Any) -> list[str]:
     return untrusted
 
 
-def _read_mlmodel(path: Path) -> dict[str, Any]:
+def read_mlmodel(path: Path) -> dict[str, Any]:
+    """The MLmodel file of a model directory as a dict; ModelLoadError when there is none."""
     mlmodel = path / "MLmodel"
     if not mlmodel.is_file():
         raise ModelLoadError(f"{path}: no MLmodel file; not an MLflow model directory")
@@ -102,9 +117,5 @@ def _load_skops(model_file: Path) -> Any:
     try:
         return sio.load(str(model_file), trusted=untrusted)
     except Exception as exc:  # noqa: BLE001 - skops raises many types for corrupt files
-        raise ModelLoadError(f"{model_file}: cannot be loaded ({_first_line(exc)})") from None
+        raise ModelLoadError(f"{model_file}: cannot be loaded ({first_line(exc)})") from None
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

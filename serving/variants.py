@@ -8,17 +8,21 @@ rule: models that need pickle load only when MLFLOW_ALLOW_PICKLE_DESERIALIZATION
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from mlgate.gates.result import first_line
 from mlgate.serving.frames import build_frame, output_rows, split_rows
-from mlgate.serving.loading import ModelLoadError, load_sklearn_model, local_model_path
+from mlgate.serving.loading import (
+    ModelLoadError,
+    load_sklearn_model,
+    local_model_path,
+    read_mlmodel,
+    signature_inputs,
+)
 from mlgate.serving.validation import FeatureBatch, InputSchema
 
 # predict_scored: labels with the positive-class probability, as [label, score] rows (binary sklearn).
@@ -124,7 +128,7 @@ def load_variant(name: str, uri: str) -> Variant:
     if _SCHEME.match(uri) is None and not Path(uri).is_dir():
         raise ModelLoadError(f"{uri}: no such model directory")  # fail fast, without importing mlflow
     path = local_model_path(pinned_uri)
-    meta = _read_mlmodel(path)
+    meta = read_mlmodel(path)
     if "sklearn" in (meta.get("flavors") or {}):
         model, flavor = load_sklearn_model(str(path)).model, "sklearn"
     else:
@@ -150,23 +154,17 @@ def pin_registry_version(uri: str) -> tuple[str, str | None]:
     try:
         found = mlflow.MlflowClient().get_model_version_by_alias(match["name"], match["alias"])
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types; the caller needs one
-        raise ModelLoadError(f"{uri}: cannot resolve alias ({str(exc).splitlines()[0][:200]})") from None
+        raise ModelLoadError(f"{uri}: cannot resolve alias ({first_line(exc, 200)})") from None
     return f"models:/{match['name']}/{found.version}", str(found.version)
 
 
-def _read_mlmodel(path: Path) -> dict[str, Any]:
-    mlmodel = path / "MLmodel"
-    if not mlmodel.is_file():
-        raise ModelLoadError(f"{path}: no MLmodel file; not an MLflow model directory")
-    return yaml.safe_load(mlmodel.read_text(encoding="utf-8")) or {}
-
 
 def _input_schema(meta: dict[str, Any], uri: str) -> InputSchema | None:
-    inputs = (meta.get("signature") or {}).get("inputs")
-    if not inputs:
+    inputs = signature_inputs(meta, uri)
+    if inputs is None:
         return None  # no signature: columns are passed through unchecked
     try:
-        return InputSchema.from_signature_inputs(json.loads(inputs))
+        return InputSchema.from_signature_inputs(inputs)
     except (ValueError, TypeError) as exc:
         raise ModelLoadError(f"{uri}: unsupported model signature ({exc})") from None
 
@@ -177,4 +175,4 @@ def _load_pyfunc(path: Path) -> Any:
     try:
         return mlflow.pyfunc.load_model(str(path))
     except Exception as exc:  # noqa: BLE001 - flavors raise many types; the caller needs one
-        raise ModelLoadError(f"{path}: cannot be loaded as a pyfunc model ({str(exc).splitlines()[0][:300]})") from None
+        raise ModelLoadError(f"{path}: cannot be loaded as a pyfunc model ({first_line(exc)})") from None

@@ -71,8 +71,8 @@ class Project:
     def prepare_and_register_champion(self, name: str, mlflow_uri: str):
         """`mlgate prepare` and `train` under model name `name`, the trained model registered with
         alias champion. Returns the champion's ModelVersionRef; models/candidate holds the same model."""
+        from mlgate.pipelines import mlflow_io as registry
         from mlgate.pipelines.cli.main import main
-        from mlgate.pipelines.registry import mlflow_io as registry
 
         self.params["model"]["name"] = name
         path = str(self.write())

@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlgate.gates.result import Check, Status
+from mlgate.gates.result import Check, Status, first_line
 
 PREFIX = "expect_"
 
@@ -46,8 +46,7 @@ def exception_message(result: dict[str, Any]) -> str | None:
     entries = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
     for entry in entries:
         if entry.get("raised_exception"):
-            text = str(entry.get("exception_message") or "unknown error").strip()
-            return text.splitlines()[0] if text else "unknown error"
+            return first_line(str(entry.get("exception_message") or "unknown error"))
     return None
 
 

@@ -1,8 +1,10 @@
 """`mlgate` command line: parse, run, map every outcome to the exit-code contract (DESIGN §3).
 
 Commands live in their own modules and are listed in COMMANDS; each module has `register(subparsers)`
-that adds its parser and sets `handler(args) -> int`. Nothing here prints a traceback unless
-MLGATE_DEBUG is set.
+that adds its parser and sets `handler(args) -> int`. Command modules import only argparse-level code
+at the top and the work inside their handlers, so `mlgate --help` answers without loading pandas,
+scikit-learn or MLflow. Every problem is one stderr line starting `mlgate: error:`; nothing here
+prints a traceback unless MLGATE_DEBUG is set. Ctrl-C exits 130.
 """
 
 from __future__ import annotations
@@ -34,12 +36,15 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports bad usage in one line with exit 2, like every other mlgate error."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        console.error(f"{self.prog}: {message} (see {self.prog} --help)")
+        console.error(f"{message} (see `{self.prog} --help`)")
         raise SystemExit(ExitCode.USAGE)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import mlgate
+
     parser = _Parser(prog="mlgate", description="CI/CD gates and rollout for ML models.")
+    parser.add_argument("--version", action="version", version=f"mlgate {mlgate.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for module_name in COMMANDS:
@@ -55,16 +60,21 @@ def add_params_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="configuration file (default: params.yaml)")
 
 
+def add_tracking_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tracking-uri",
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return int(args.handler(args))
     except MlgateError as exc:
         console.error(str(exc))
         return int(exc.exit_code)
     except KeyboardInterrupt:
         console.error("interrupted")
-        return int(ExitCode.INTERNAL)
+        return int(ExitCode.INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - the one place an unexpected error becomes exit 3
         if os.environ.get("MLGATE_DEBUG"):
             traceback.print_exc()

@@ -28,7 +28,7 @@ from mlgate.pipelines.deepchecks.env import (
     side_env_vars,
 )
 
-RUNNER = Path(__file__).with_name("deepchecks_runner.py")
+RUNNER = Path(__file__).with_name("runner.py")  # run as a script by the side env's python
 SUITES = ("train_test_validation", "model_evaluation", "data_integrity")
 DEFAULT_SUITES = ("train_test_validation", "model_evaluation")
 TASKS = ("binary", "multiclass", "regression")

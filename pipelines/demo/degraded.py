@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlgate.pipelines import mlflow_io as registry
 from mlgate.pipelines.context import RunContext
 from mlgate.pipelines.datasets import load_split
 from mlgate.pipelines.demo.faulty_model import Faults, log_faulty_model, save_faulty_model
 from mlgate.pipelines.errors import GateRefused
-from mlgate.pipelines.registry import mlflow_io as registry
 
 DEGRADE_FACTOR = 3.0  # the fault is sized to this many times the canary margin (the issue asks >= 2)
 MAX_SHARE = 0.4

@@ -16,9 +16,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mlgate.pipelines import console
+from mlgate.pipelines import mlflow_io as registry
 from mlgate.pipelines.context import RunContext
 from mlgate.pipelines.datasets import load_split
-from mlgate.pipelines.registry import mlflow_io as registry
 from mlgate.pipelines.rollout.analysis import resolve_log_url
 from mlgate.pipelines.rollout.controller import StepReport
 from mlgate.pipelines.rollout.lock import RolloutLock

@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mlgate.pipelines import mlflow_io as registry
 from mlgate.pipelines.context import RunContext
 from mlgate.pipelines.errors import GateRefused, UsageError
 from mlgate.pipelines.params import ApprovalsConfig
-from mlgate.pipelines.registry import mlflow_io as registry
 from mlgate.pipelines.report.verdict import REPORT_MD, VERDICT_FILE, file_sha256, read_verdict
 
 APPROVAL_TAG_PREFIX = "mlgate.approval."

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from mlgate.gates.result import Status
+from mlgate.pipelines import mlflow_io as registry
 from mlgate.pipelines.context import RunContext
 from mlgate.pipelines.errors import GateRefused, UsageError
 from mlgate.pipelines.files import write_text_atomic
-from mlgate.pipelines.registry import mlflow_io as registry
+from mlgate.pipelines.lineage import TAG_PREFIX, directory_digest
 from mlgate.pipelines.registry.approval import REPORT_DIGEST_TAG
-from mlgate.pipelines.registry.lineage import TAG_PREFIX, directory_digest
 from mlgate.pipelines.report.verdict import (
     REPORT_HTML,
     REPORT_MD,

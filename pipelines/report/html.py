@@ -21,7 +21,7 @@ from mlgate.pipelines.report.markdown import (
 )
 
 if TYPE_CHECKING:
-    from mlgate.pipelines.report.verdict import Verdict
+    from mlgate.pipelines.report.decision import Verdict
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MAX_IMAGE_BYTES = 10_000_000

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from mlgate.gates.result import Check, GateResult, Status
 
 if TYPE_CHECKING:
-    from mlgate.pipelines.report.verdict import Verdict
+    from mlgate.pipelines.report.decision import Verdict
 
 # The sticky PR comment is found by this marker (ci.yml); it is invisible when rendered.
 REPORT_MARKER = "<!-- mlgate-report -->"

@@ -8,75 +8,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlgate.gates.result import Check, GateResult, Status, worst
 from mlgate.pipelines.errors import UsageError
 from mlgate.pipelines.files import write_text_atomic
+from mlgate.pipelines.lineage import directory_digest, git_state
 from mlgate.pipelines.params import Params
-from mlgate.pipelines.registry.lineage import directory_digest, git_state
+from mlgate.pipelines.report.decision import Candidate, Verdict
+from mlgate.pipelines.report.html import render_html
+from mlgate.pipelines.report.markdown import render_markdown
 
 # The offline gates of dvc.yaml, in pipeline order. Each must have left a result; others found are added.
 EXPECTED_GATES: tuple[str, ...] = ("data", "quality", "edge_cases", "latency")
 VERDICT_FILE, REPORT_MD, REPORT_HTML = "verdict.json", "report.md", "report.html"
 # Sections that cannot change a verdict: editing them does not make a verdict stale.
 NOT_GATED_SECTIONS = ("rollout", "approvals")
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """The model the verdict is about, identified by the digest of its directory."""
-
-    name: str
-    model_dir: str
-    digest: str | None
-    run_id: str | None = None
-    model_uri: str | None = None
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The decision over all gates, with what it was decided on."""
-
-    status: Status
-    results: dict[str, GateResult]
-    candidate: Candidate
-    params_md5: str
-    gated_params_md5: str
-    git_sha: str
-    git_dirty: bool
-    baseline: dict[str, Any] | None
-    problems: tuple[str, ...] = ()
-    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
-
-    @property
-    def blocked(self) -> list[str]:
-        return [name for name, result in self.results.items() if result.status.blocks]
-
-    def to_dict(self, report_digest: str) -> dict[str, Any]:
-        return {
-            "status": str(self.status),
-            "created": self.created,
-            "model": {"name": self.candidate.name, "dir": self.candidate.model_dir,
-                      "digest": self.candidate.digest, "run_id": self.candidate.run_id,
-                      "model_uri": self.candidate.model_uri},
-            "params_md5": self.params_md5,
-            "gated_params_md5": self.gated_params_md5,
-            "git_sha": self.git_sha,
-            "git_dirty": self.git_dirty,
-            "report_digest": report_digest,
-            "baseline": self.baseline,
-            "problems": list(self.problems),
-            "gates": {name: gate_summary(result) for name, result in self.results.items()},
-        }
-
-
-def gate_summary(result: GateResult) -> dict[str, Any]:
-    counts = {str(s): len(result.by_status(s)) for s in Status}
-    return {"status": str(result.status), "duration_s": round(result.duration_s, 3), "checks": counts}
 
 
 def read_gate_result(base_dir: Path, path: Path, name: str) -> GateResult:
@@ -180,9 +129,6 @@ class VerdictFiles:
 
 def write_reports(verdict: Verdict, base_dir: Path) -> VerdictFiles:
     """report.md first (its sha256 goes into verdict.json), then report.html, then verdict.json."""
-    from mlgate.pipelines.report.html import render_html
-    from mlgate.pipelines.report.markdown import render_markdown
-
     out = base_dir / "reports"
     markdown = render_markdown(verdict)
     md_path = _write_text(out / REPORT_MD, markdown)

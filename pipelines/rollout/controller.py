@@ -19,8 +19,8 @@ from typing import Any
 from mlgate.gates.config import CanaryConfig
 from mlgate.gates.online import AnalysisOutcome, OnlineAnalysis
 from mlgate.gates.online.core import error_analysis
+from mlgate.pipelines import mlflow_io as registry
 from mlgate.pipelines.errors import GateRefused, UsageError
-from mlgate.pipelines.registry import mlflow_io as registry
 from mlgate.pipelines.rollout.backend import ModelSpec, TrafficBackend
 from mlgate.pipelines.rollout.state import (
     Position,

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from types import TracebackType
 
+from mlgate.pipelines import mlflow_io as registry
 from mlgate.pipelines.errors import GateRefused
-from mlgate.pipelines.registry import mlflow_io as registry
 
 LOCK_TAG = "mlgate.rollout.lock"
 _SETTLE_S = 0.2

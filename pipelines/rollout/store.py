@@ -15,8 +15,8 @@ import json
 from dataclasses import asdict, replace
 from typing import Any
 
+from mlgate.pipelines import mlflow_io as registry
 from mlgate.pipelines.errors import UsageError
-from mlgate.pipelines.registry import mlflow_io as registry
 from mlgate.pipelines.rollout.state import RolloutState, Transition
 
 CURRENT_TAG = "mlgate.rollout.current"
@@ -30,7 +30,7 @@ def event_tag(rollout_id: str, n: int) -> str:
 
 
 class RolloutStore:
-    """Reads and writes one model's rollout state through `mlgate.pipelines.registry.mlflow_io`."""
+    """Reads and writes one model's rollout state through `mlgate.pipelines.mlflow_io`."""
 
     def __init__(self, tracking_uri: str, model: str) -> None:
         self.tracking_uri = tracking_uri

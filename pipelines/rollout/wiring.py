@@ -11,9 +11,9 @@ from typing import Any
 
 import pandas as pd
 
+from mlgate.pipelines import mlflow_io as registry
 from mlgate.pipelines.context import RunContext
 from mlgate.pipelines.errors import GateRefused, UsageError
-from mlgate.pipelines.registry import mlflow_io as registry
 from mlgate.pipelines.rollout.analysis import LogAnalyser, resolve_log_url
 from mlgate.pipelines.rollout.backend import LocalBackend, TrafficBackend
 from mlgate.pipelines.rollout.controller import RolloutController

@@ -24,9 +24,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from mlgate.pipelines.datasets import check_dataset, load_split, split_path
 from mlgate.pipelines.errors import UsageError
 from mlgate.pipelines.files import write_text_atomic
+from mlgate.pipelines.lineage import Lineage, data_md5, git_state
+from mlgate.pipelines.mlflow_io import LoggedRun, log_training_run
 from mlgate.pipelines.params import Params
-from mlgate.pipelines.registry.lineage import Lineage, data_md5, git_state
-from mlgate.pipelines.registry.mlflow_io import LoggedRun, log_training_run
 from mlgate.pipelines.stages import holdout_metrics
 
 MISSING_CATEGORY = "__missing__"

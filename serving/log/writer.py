@@ -22,6 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from mlgate.gates.result import first_line
 from mlgate.serving.log.prediction_log import (
     BANDIT_ARMS,
     FEEDBACK,
@@ -262,13 +263,13 @@ class PredictionLog:
                 self._count("written", sum(_prediction_rows(item) for item, _ in encoded))
                 return
             except sa.exc.SQLAlchemyError as exc:
-                log.error("prediction log write failed (attempt %d): %s", attempt, str(exc).splitlines()[0])
+                log.error("prediction log write failed (attempt %d): %s", attempt, first_line(exc))
         for item, rows in encoded:
             try:
                 self._insert_items([rows])
                 self._count("written", _prediction_rows(item))
             except sa.exc.SQLAlchemyError as exc:
-                log.error("prediction log: a %s item could not be written: %s", item[0], str(exc).splitlines()[0])
+                log.error("prediction log: a %s item could not be written: %s", item[0], first_line(exc))
                 self._count("failed", _prediction_rows(item))
 
     def _expire(self) -> None:
@@ -282,7 +283,7 @@ class PredictionLog:
                 for table in (PREDICTIONS, FEEDBACK, SHADOW_SHED):
                     connection.execute(table.delete().where(table.c.ts < cutoff))
         except sa.exc.SQLAlchemyError as exc:
-            log.error("prediction log: expiring old rows failed: %s", str(exc).splitlines()[0])
+            log.error("prediction log: expiring old rows failed: %s", first_line(exc))
 
     def _insert_items(self, encoded: list[tuple[str, Any]]) -> None:
         predictions = [row for kind, rows in encoded if kind == "predictions" for row in rows]

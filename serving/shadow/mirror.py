@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mlgate.gates.result import first_line
 from mlgate.serving.batching import PredictionError, limit_native_threads
 from mlgate.serving.log.prediction_log import PredictionEntry
 from mlgate.serving.protocol import ParsedInput
@@ -262,7 +263,7 @@ class ShadowRunner:
         try:
             outcome: Any = self.variant.predict_rows(method, batches)
         except Exception as exc:  # noqa: BLE001 - recorded as this shadow's error, never raised
-            outcome = PredictionError(f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}")
+            outcome = PredictionError(f"{type(exc).__name__}: {first_line(exc)}")
         seconds = time.perf_counter() - started
         self._budget.spend(time.thread_time() - cpu_started)
         rows = sum(batch.n_rows for batch in batches)

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from mlgate.pipelines import mlflow_io as registry
 from mlgate.pipelines.cli.main import main
-from mlgate.pipelines.registry import mlflow_io as registry
 from tests.conftest import Project
 
 ROLLOUT_PARAMS = {

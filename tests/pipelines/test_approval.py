@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mlgate.pipelines.registry import mlflow_io as registry
+from mlgate.pipelines import mlflow_io as registry
 from mlgate.pipelines.registry.approval import codeowners
 from tests.conftest import Project
 from tests.pipelines.test_registration import (

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mlgate.pipelines import mlflow_io as registry
 from mlgate.pipelines.context import RunContext
 from mlgate.pipelines.datasets import load_split
 from mlgate.pipelines.demo.degraded import degrade_champion, register_degraded
 from mlgate.pipelines.demo.faulty_model import Faults, save_faulty_model
 from mlgate.pipelines.errors import GateRefused
-from mlgate.pipelines.registry import mlflow_io as registry
 from mlgate.serving.loading import local_model_path
 
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from mlgate.gates.result import Check, GateResult, Status
+from mlgate.pipelines import mlflow_io as registry
 from mlgate.pipelines.cli.main import main
-from mlgate.pipelines.registry import mlflow_io as registry
 from mlgate.pipelines.report.verdict import EXPECTED_GATES
 from tests.conftest import Project
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from mlgate.pipelines import mlflow_io as registry
 from mlgate.pipelines.cli.main import main
-from mlgate.pipelines.registry import mlflow_io as registry
 
 
 def test_register_alias_and_resolve(project, mlflow_uri, capsys):

@@ -20,10 +20,10 @@ import pytest
 import yaml
 
 from mlgate.gates.online import AnalysisOutcome
+from mlgate.pipelines import mlflow_io as registry
 from mlgate.pipelines.context import RunContext
 from mlgate.pipelines.datasets import load_split
 from mlgate.pipelines.demo.lifecycle import roll_out_live
-from mlgate.pipelines.registry import mlflow_io as registry
 from mlgate.pipelines.registry.approval import REPORT_DIGEST_TAG, approve_version
 from mlgate.pipelines.report.verdict import file_sha256
 from mlgate.pipelines.rollout.replay import ReplayPlan, replay_rows

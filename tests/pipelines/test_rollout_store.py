@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from mlgate.gates.config import CanaryConfig
+from mlgate.pipelines import mlflow_io as registry
 from mlgate.pipelines.cli.main import main
-from mlgate.pipelines.registry import mlflow_io as registry
 from mlgate.pipelines.rollout.lock import LOCK_TAG, LockHeld, RolloutLock, read_lock
 from mlgate.pipelines.rollout.state import committed, new_rollout
 from mlgate.pipelines.rollout.store import RolloutStore

@@ -10,7 +10,7 @@ import pytest
 
 from mlgate.gates.result import Check, GateResult, Status
 from mlgate.pipelines.cli.main import main
-from mlgate.pipelines.registry.lineage import directory_digest
+from mlgate.pipelines.lineage import directory_digest
 from mlgate.pipelines.report.verdict import EXPECTED_GATES, decide
 
 BASELINE_DETAILS = {"alias": "champion", "name": "churn", "version": "7", "uri": "models:/churn/7",

@@ -70,11 +70,11 @@ def build_suite(suite: Suite, where: str) -> Any:
             built.append(ExpectationConfiguration(**fields).to_domain_obj())
         except Exception as exc:  # noqa: BLE001 - GX raises many types for a bad rule; all are bad input
             raise UsageError(f"{where}: expectations[{index}] ({item.get('type')}) is not a valid Great "
-                             f"Expectations 1.x expectation: {_first_line(exc)}") from None
+                             f"Expectations 1.x expectation: {_gx_reason(exc)}") from None
     return ExpectationSuite(name=str(suite.get("name") or "suite"), expectations=built)
 
 
-def _first_line(exc: BaseException) -> str:
+def _gx_reason(exc: BaseException) -> str:
     """GX's reason in one line; pydantic's "field\n  problem" pairs become "field: problem"."""
     lines = [line.strip() for line in str(getattr(exc, "message", None) or exc).strip().splitlines()]
     if len(lines) > 1 and "validation error" in lines[0]:

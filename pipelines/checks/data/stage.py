@@ -7,7 +7,6 @@ params file, training/test split or suite is bad usage (exit 2).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 from pathlib import Path
@@ -16,12 +15,18 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from mlgate.gates.data.contract import ColumnRoles, suggest_suite
-from mlgate.gates.result import ExitCode, GateResult
+from mlgate.gates.result import ExitCode, GateResult, first_line
 from mlgate.pipelines import console
+from mlgate.pipelines.checks.data.expectations import (
+    Validator,
+    diff_suites,
+    read_suite,
+    suite_path,
+    write_suite,
+)
 from mlgate.pipelines.context import RunContext
 from mlgate.pipelines.datasets import SPLITS, check_dataset, load_split, read_table, split_path
 from mlgate.pipelines.errors import UsageError
-from mlgate.pipelines.checks.data.expectations import Validator, diff_suites, read_suite, suite_path, write_suite
 from mlgate.pipelines.files import relative
 
 if TYPE_CHECKING:
@@ -30,23 +35,17 @@ if TYPE_CHECKING:
 DEFAULT_BATCH = "production"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--suggest", action="store_true",
-                        help="derive the expectation suite from the training split and show what changed")
-    parser.add_argument("--force", action="store_true", help="with --suggest: overwrite a suite that differs")
-    parser.add_argument("--batch", metavar="PATH", help="batch to validate (default: the production split)")
-    parser.add_argument("--logged", metavar="PATH",
-                        help="rows as the server logged them, for the skew check (default: gates.data.skew.logged_path)")
-
-
-def run(ctx: RunContext, args: argparse.Namespace) -> GateResult | int:
-    if args.suggest:
-        if args.batch or args.logged:
+def run(ctx: RunContext, *, suggest_only: bool = False, force: bool = False, batch: str | None = None,
+        logged: str | None = None) -> GateResult | int:
+    """The gate on `batch` (default: the production split), or with `suggest_only` the suite derivation
+    (an exit code: it is not an evaluation)."""
+    if suggest_only:
+        if batch or logged:
             raise UsageError("--suggest derives the suite from the training split; it takes no --batch or --logged")
-        return suggest(ctx, force=args.force)
-    if args.force:
+        return suggest(ctx, force=force)
+    if force:
         raise UsageError("--force only applies with --suggest")
-    return evaluate(ctx, batch=args.batch, logged=args.logged)
+    return evaluate(ctx, batch=batch, logged=logged)
 
 
 def suggest(ctx: RunContext, force: bool = False) -> int:
@@ -159,6 +158,6 @@ def read_rows(path: Path) -> pd.DataFrame:
     try:
         return pd.read_json(path, lines=True, encoding="utf-8")
     except (ValueError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot be read as JSON lines: {str(exc).splitlines()[0]}") from None
+        raise UsageError(f"{path}: cannot be read as JSON lines: {first_line(exc)}") from None
 
 

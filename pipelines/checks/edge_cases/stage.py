@@ -9,7 +9,6 @@ to reports/edge_cases/server.log.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from dataclasses import dataclass
@@ -25,23 +24,20 @@ from mlgate.gates.edge_cases.data_schema import DataSchema, schema_from_frame
 from mlgate.gates.edge_cases.generation import ServerLimits, generate_cases
 from mlgate.gates.result import Check, GateResult, Status
 from mlgate.pipelines.checks.edge_cases.client import get, predict_holdout, send_cases
+from mlgate.pipelines.checks.models import load_candidate
 from mlgate.pipelines.context import RunContext
 from mlgate.pipelines.datasets import check_dataset, load_split, require_columns, split_path
-from mlgate.pipelines.errors import UsageError
 from mlgate.serving.runtime import ServerStartError, server_for
 from mlgate.serving.settings import ServingConfig
 
 REPORT_DIR = Path("reports/edge_cases")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--candidate", help="candidate model directory or MLflow model URI (default: train.model_dir)")
-
-
-def run(ctx: RunContext, args: argparse.Namespace) -> GateResult:
+def run(ctx: RunContext, *, model: str | None = None) -> GateResult:
+    """The gate on the candidate `model` (a model directory or MLflow model URI; default: train.model_dir)."""
     started = time.perf_counter()
     params, config = ctx.params, ctx.params.gates.edge_cases
-    candidate = _load_candidate(args.candidate or str(ctx.path(params.train.model_dir)))
+    candidate = load_candidate(ctx, model)
     train, test = (_split(ctx, name) for name in ("train", "test"))
     try:
         schema = schema_from_frame(train, candidate.input_columns, getattr(candidate.model, "classes_", None),
@@ -123,11 +119,3 @@ def _split(ctx: RunContext, name: str) -> pd.DataFrame:
     check_dataset(frame, params.model, params.data, str(split_path(params.data, name, ctx.base_dir)))
     return frame
 
-
-def _load_candidate(uri: str) -> Any:
-    from mlgate.serving.loading import ModelLoadError, load_sklearn_model
-
-    try:
-        return load_sklearn_model(uri)
-    except ModelLoadError as exc:
-        raise UsageError(f"candidate model: {exc}; run `mlgate train` (dvc stage train) first") from None

@@ -10,14 +10,11 @@ stopped whatever happens.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -31,9 +28,9 @@ from mlgate.pipelines.checks.latency.load_test import (
     payload_bodies,
     run_load_test,
 )
+from mlgate.pipelines.checks.models import Baseline, candidate_location, find_baseline
 from mlgate.pipelines.context import RunContext
 from mlgate.pipelines.datasets import check_dataset, load_split, split_path
-from mlgate.pipelines.errors import UsageError
 from mlgate.pipelines.files import relative
 from mlgate.serving.runtime import DockerServer, ServerProcess, ServerStartError, server_for
 from mlgate.serving.settings import ServingConfig
@@ -41,26 +38,13 @@ from mlgate.serving.settings import ServingConfig
 REPORT_DIR, PLOT_DIR, METRICS_FILE = Path("reports/latency"), Path("plots/latency"), Path("metrics/latency.json")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--candidate", help="candidate model directory or MLflow model URI (default: train.model_dir)")
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """The production model's URI and registry facts, or why there is none (`failed`: it exists but broke)."""
-
-    uri: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-    problem: str = ""
-    failed: bool = False
-
-
-def run(ctx: RunContext, args: argparse.Namespace) -> GateResult:
+def run(ctx: RunContext, *, model: str | None = None) -> GateResult:
+    """The gate on the candidate `model` (a model directory or MLflow model URI; default: train.model_dir)."""
     started = time.perf_counter()
     cfg = ctx.params.gates.latency
     bodies = payload_bodies(_holdout_features(ctx), list(cfg.batch_mix), cfg.payloads_per_size, cfg.seed)
-    candidate_uri = _candidate_uri(ctx, args.candidate)
-    baseline = resolve_baseline(ctx)
+    candidate_uri = candidate_location(ctx, model)
+    baseline = find_baseline(ctx, cfg.baseline_alias)
     with tempfile.TemporaryDirectory(prefix="mlgate-latency-") as tmp, ExitStack() as stack:
         servers, baseline, problem = _start_servers(ctx, candidate_uri, baseline, Path(tmp), stack)
         if problem:
@@ -70,7 +54,7 @@ def run(ctx: RunContext, args: argparse.Namespace) -> GateResult:
         except LoadTestError as exc:
             failed = GateResult.error(latency.GATE, f"the load test could not run: {exc}", name="load_test")
             return _finish(ctx, failed, None, baseline, started)
-    inputs = latency.LatencyInputs(load.samples("candidate"), load.samples("baseline") if baseline.uri else None,
+    inputs = latency.LatencyInputs(load.samples("candidate"), load.samples("baseline") if baseline.usable else None,
                                    baseline.problem or "no baseline", baseline.failed, baseline.details)
     return _finish(ctx, latency.check(inputs, cfg), load, baseline, started)
 
@@ -82,34 +66,10 @@ def _holdout_features(ctx: RunContext) -> pd.DataFrame:
     return frame[params.data.features]
 
 
-def _candidate_uri(ctx: RunContext, given: str | None) -> str:
-    uri = given or str(ctx.path(ctx.params.train.model_dir))
-    if "://" not in uri and not uri.startswith("models:/") and not (Path(uri) / "MLmodel").is_file():
-        raise UsageError(f"candidate model: {uri} is not an MLflow model directory; run `mlgate train` "
-                         "(dvc stage train) first")
-    return uri
-
-
-def resolve_baseline(ctx: RunContext) -> Baseline:
-    """The version behind `gates.latency.baseline_alias`; a registry failure is `failed` (ERROR)."""
-    from mlgate.pipelines.registry import mlflow_io as registry
-
-    name, alias = ctx.params.model.name, ctx.params.gates.latency.baseline_alias
-    try:
-        ref = registry.version_by_alias(ctx.tracking_uri, name, alias)
-    except Exception as exc:  # noqa: BLE001 - any registry failure means the gate cannot compare
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        return Baseline(problem=f"cannot read alias '{alias}' of model '{name}' at {ctx.tracking_uri}: {first}",
-                        failed=True)
-    if ref is None:
-        return Baseline(problem=f"no version of model '{name}' has alias '{alias}' in {ctx.tracking_uri}")
-    return Baseline(ref.uri, {"name": ref.name, "version": ref.version, "uri": ref.uri, "run_id": ref.run_id})
-
-
 def _start_servers(ctx: RunContext, candidate_uri: str, baseline: Baseline, tmp: Path, stack: ExitStack
                    ) -> tuple[dict[str, ServerProcess | DockerServer], Baseline, str]:
     """Start both servers at once with the same settings; (servers, baseline, candidate problem)."""
-    uris = {"candidate": candidate_uri, **({"baseline": baseline.uri} if baseline.uri else {})}
+    uris = {"candidate": candidate_uri, **({"baseline": baseline.uri} if baseline.usable and baseline.uri else {})}
     servers = {name: _server(ctx, uri, tmp / name) for name, uri in uris.items()}
     for server in servers.values():
         stack.callback(server.stop)
@@ -118,8 +78,7 @@ def _start_servers(ctx: RunContext, candidate_uri: str, baseline: Baseline, tmp:
     if failures["candidate"]:
         return servers, baseline, f"the candidate server did not start: {failures['candidate']}"
     if failures.get("baseline"):
-        baseline = Baseline(None, baseline.details, f"the baseline server ({baseline.uri}) did not start: "
-                            f"{failures['baseline']}", failed=True)
+        baseline = baseline.unusable(f"the baseline server ({baseline.uri}) did not start: {failures['baseline']}")
         servers.pop("baseline").stop()
     return servers, baseline, ""
 

@@ -8,9 +8,7 @@ reports/quality/ (predictions as Parquet, the deepchecks HTML report).
 
 from __future__ import annotations
 
-import argparse
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import pandas as pd
 
 from mlgate.gates.quality import decide as quality
 from mlgate.gates.result import GateResult
+from mlgate.pipelines.checks.models import Baseline, find_baseline, load_baseline, load_candidate
 from mlgate.pipelines.checks.quality import outputs as quality_metrics
 from mlgate.pipelines.checks.quality import plots as quality_plots
 from mlgate.pipelines.checks.quality.model_outputs import (
@@ -35,27 +34,13 @@ from mlgate.pipelines.files import relative
 REPORT_DIR, PLOT_DIR, METRICS_FILE = Path("reports/quality"), Path("plots/quality"), Path("metrics/quality.json")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--candidate", help="candidate model directory or MLflow model URI (default: train.model_dir)")
-
-
-@dataclass(frozen=True)
-class BaselineModel:
-    """The resolved production model, or why there is none (`failed`: one exists but is unusable)."""
-
-    ref: Any = None  # mlgate.pipelines.registry.mlflow_io.ModelVersionRef
-    model: Any = None
-    lineage: dict[str, str] = field(default_factory=dict)
-    problem: str = ""
-    failed: bool = False
-
-
-def run(ctx: RunContext, args: argparse.Namespace) -> GateResult:
+def run(ctx: RunContext, *, model: str | None = None) -> GateResult:
+    """The gate on the candidate `model` (a model directory or MLflow model URI; default: train.model_dir)."""
     started = time.perf_counter()
     params = ctx.params
     train, test = _load_splits(ctx)
-    candidate = _load_candidate(args.candidate or str(ctx.path(params.train.model_dir)))
-    baseline = resolve_baseline(ctx)
+    candidate = load_candidate(ctx, model)
+    baseline = load_baseline(ctx, find_baseline(ctx, params.gates.quality.baseline_alias))
     x_train, x_test = (frame.drop(columns=[params.model.target]) for frame in (train, test))
     try:
         cand_test, cand_train = (predict_outputs(candidate.model, x, params.model.task) for x in (x_test, x_train))
@@ -94,62 +79,18 @@ def _load_splits(ctx: RunContext) -> tuple[pd.DataFrame, pd.DataFrame]:
     return frames[0], frames[1]
 
 
-def _load_candidate(uri: str) -> Any:
-    from mlgate.serving.loading import ModelLoadError, load_sklearn_model
-
-    try:
-        return load_sklearn_model(uri)
-    except ModelLoadError as exc:
-        raise UsageError(f"candidate model: {exc}; run `mlgate train` (dvc stage train) first") from None
-
-
-def resolve_baseline(ctx: RunContext) -> BaselineModel:
-    """The version behind `baseline_alias` of `model.name`, loaded; a registry failure is `failed`."""
-    from mlgate.pipelines.registry import mlflow_io as registry
-    from mlgate.serving.loading import ModelLoadError, load_sklearn_model
-
-    name, alias = ctx.params.model.name, ctx.params.gates.quality.baseline_alias
-    try:
-        ref = registry.version_by_alias(ctx.tracking_uri, name, alias)
-    except Exception as exc:  # noqa: BLE001 - any registry failure means the gate cannot decide
-        return BaselineModel(problem=f"cannot read alias '{alias}' of model '{name}' at {ctx.tracking_uri}: "
-                             f"{type(exc).__name__}: {_first_line(exc)}", failed=True)
-    if ref is None:
-        return BaselineModel(problem=f"no version of model '{name}' has alias '{alias}' in {ctx.tracking_uri}")
-    try:
-        registry.client(ctx.tracking_uri)  # models:/ URIs resolve against the current tracking URI
-        model = load_sklearn_model(ref.uri).model
-    except ModelLoadError as exc:
-        return BaselineModel(ref=ref, problem=f"baseline {ref.uri} cannot be loaded: {exc}", failed=True)
-    return BaselineModel(ref=ref, model=model, lineage=_lineage(ctx.tracking_uri, ref))
-
-
-def _lineage(tracking_uri: str, ref: Any) -> dict[str, str]:
-    """mlgate.* tags of the baseline's training run, overridden by those of the registered version."""
-    from mlgate.pipelines.registry import mlflow_io as registry
-
-    run_tags: dict[str, str] = {}
-    if ref.run_id:
-        try:
-            run_tags = registry.run_tags(tracking_uri, ref.run_id)
-        except Exception:  # noqa: BLE001 - lineage is informative; the version's own tags still apply
-            run_tags = {}
-    tags = {**run_tags, **ref.tags}
-    return {k: v for k, v in sorted(tags.items()) if k.startswith("mlgate.")}
-
-
-def _baseline_outputs(baseline: BaselineModel, x_test: pd.DataFrame, task: str):
+def _baseline_outputs(baseline: Baseline, x_test: pd.DataFrame, task: str):
     if baseline.model is None:
         return None, baseline
     try:
         return predict_outputs(baseline.model, x_test, task), baseline
     except ValueError as exc:
         problem = f"baseline {baseline.ref.uri} cannot predict the holdout: {exc}"
-        return None, BaselineModel(ref=baseline.ref, lineage=baseline.lineage, problem=problem, failed=True)
+        return None, baseline.unusable(problem)
 
 
 def build_inputs(ctx: RunContext, test: pd.DataFrame, train: pd.DataFrame, cand_test: ModelOutputs,
-                 cand_train: ModelOutputs, base_test: ModelOutputs | None, baseline: BaselineModel
+                 cand_train: ModelOutputs, base_test: ModelOutputs | None, baseline: Baseline
                  ) -> quality.QualityInputs:
     """Encode labels and predictions for the gate; a baseline whose classes do not fit is `failed`."""
     model_cfg, target = ctx.params.model, ctx.params.model.target
@@ -200,7 +141,7 @@ def _prediction_table(frame: pd.DataFrame, target: str, models: dict[str, ModelO
     return pd.DataFrame(columns)
 
 
-def baseline_info(baseline: BaselineModel) -> dict[str, Any] | None:
+def baseline_info(baseline: Baseline) -> dict[str, Any] | None:
     if baseline.ref is None:
         return None
     ref = baseline.ref
@@ -212,7 +153,7 @@ def candidate_info(ctx: RunContext, candidate: Any) -> dict[str, Any]:
     return {"path": _rel(ctx, candidate.path), "run_id": candidate.run_id, "model_id": candidate.model_id}
 
 
-def _baseline_artifacts(baseline: BaselineModel) -> dict[str, str]:
+def _baseline_artifacts(baseline: Baseline) -> dict[str, str]:
     if baseline.ref is None:
         return {}
     return {"baseline_model": baseline.ref.uri, "baseline_version": str(baseline.ref.version)}
@@ -222,6 +163,3 @@ def _rel(ctx: RunContext, path: Path) -> str:
     return relative(path, ctx.base_dir)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__

@@ -6,7 +6,6 @@ import argparse
 
 from mlgate.gates.result import ExitCode
 from mlgate.pipelines import console
-from mlgate.pipelines.params import load_params
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def validate_command(args: argparse.Namespace) -> int:
+    from mlgate.pipelines.params import load_params
+
     params = load_params(args.params)
     console.info(f"{args.params}: valid (model {params.model.name}, task {params.model.task}, "
                  f"{len(params.data.features)} features, params md5 {params.digest()})")

@@ -18,12 +18,16 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlgate.gates.result import ExitCode, Status
 from mlgate.pipelines import console
-from mlgate.pipelines.context import RunContext
 from mlgate.pipelines.errors import UsageError
-from mlgate.pipelines.rollout.state import RolloutState
+
+if TYPE_CHECKING:
+    from mlgate.pipelines.context import RunContext
+    from mlgate.pipelines.rollout.state import RolloutState
+
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def demo_command(args: argparse.Namespace) -> int:
+    from mlgate.pipelines.context import RunContext
+
     ctx = _absolute_tracking(RunContext.load(args.params))
     if not (ctx.base_dir / "dvc.yaml").is_file():
         raise UsageError(f"{ctx.base_dir}: no dvc.yaml here; run `mlgate demo` from the repository root")
@@ -110,11 +116,12 @@ def _online(ctx: RunContext) -> int:
 
 def _decided_on(state: RolloutState, metric: str) -> bool:
     """The rollback reason is the label metric's check (`accuracy delta ...`), not a proxy such as PSI."""
+
     return f"{metric} delta" in state.reason
 
 
 def _ensure_champion(ctx: RunContext, estimator: str) -> None:
-    from mlgate.pipelines.registry.champion import ensure_champion
+    from mlgate.pipelines.demo.champion import ensure_champion
 
     ref, created = ensure_champion(ctx.params, ctx.tracking_uri, ctx.base_dir, estimator)
     if created:
@@ -133,6 +140,7 @@ def _dvc(repo: Path, *arguments: str) -> int:
 
 
 def _print_verdict(ctx: RunContext, verdict: dict) -> int:
+
     status = Status(verdict["status"])
     rows = [(name, Status(gate["status"]), _counts(gate.get("checks", {})), f"{gate.get('duration_s', 0):.1f}s")
             for name, gate in verdict.get("gates", {}).items()]

@@ -7,14 +7,11 @@ import argparse
 
 from mlgate.gates.result import ExitCode, exit_code_for
 from mlgate.pipelines import console
-from mlgate.pipelines.context import RunContext
 from mlgate.pipelines.errors import UsageError
-
-_TRACKING_HELP = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from mlgate.pipelines.cli.main import add_params_argument
+    from mlgate.pipelines.cli.main import add_params_argument, add_tracking_argument
 
     verdict = sub.add_parser("verdict", help="read every gate result, write verdict.json, report.md, report.html")
     add_params_argument(verdict)
@@ -22,12 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     reg = sub.add_parser("register", help="register the candidate that passed the gates (alias challenger)")
     add_params_argument(reg)
-    reg.add_argument("--tracking-uri", help=_TRACKING_HELP)
+    add_tracking_argument(reg)
     reg.set_defaults(handler=register_command)
 
     approve = sub.add_parser("approve", help="record an allowed approver's approval of a version for a stage")
     add_params_argument(approve)
-    approve.add_argument("--tracking-uri", help=_TRACKING_HELP)
+    add_tracking_argument(approve)
     approve.add_argument("--version", help="registered model version (required unless --dry-run)")
     approve.add_argument("--stage", required=True, help="rollout stage approved, e.g. candidate, canary-50, production")
     approve.add_argument("--approver", required=True, help="the approver's name (GitHub login)")
@@ -38,12 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     approvals = sub.add_parser("approvals", help="list the approvals recorded on a version")
     add_params_argument(approvals)
-    approvals.add_argument("--tracking-uri", help=_TRACKING_HELP)
+    add_tracking_argument(approvals)
     approvals.add_argument("--version", required=True, help="registered model version")
     approvals.set_defaults(handler=approvals_command)
 
 
 def verdict_command(args: argparse.Namespace) -> int:
+    from mlgate.pipelines.context import RunContext
     from mlgate.pipelines.report.markdown import check_counts, listed_checks
     from mlgate.pipelines.report.verdict import build_verdict, write_reports
 
@@ -62,6 +60,7 @@ def verdict_command(args: argparse.Namespace) -> int:
 
 
 def register_command(args: argparse.Namespace) -> int:
+    from mlgate.pipelines.context import RunContext
     from mlgate.pipelines.registry.registration import register_candidate
 
     ctx = RunContext.load(args.params, args.tracking_uri)
@@ -76,6 +75,7 @@ def register_command(args: argparse.Namespace) -> int:
 
 
 def approve_command(args: argparse.Namespace) -> int:
+    from mlgate.pipelines.context import RunContext
     from mlgate.pipelines.registry.approval import approve_version, verify_candidate
 
     ctx = RunContext.load(args.params, args.tracking_uri)
@@ -93,6 +93,7 @@ def approve_command(args: argparse.Namespace) -> int:
 
 
 def approvals_command(args: argparse.Namespace) -> int:
+    from mlgate.pipelines.context import RunContext
     from mlgate.pipelines.registry.approval import list_approvals
 
     ctx = RunContext.load(args.params, args.tracking_uri)

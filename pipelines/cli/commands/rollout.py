@@ -13,12 +13,14 @@ import argparse
 import json
 import os
 import uuid
+from typing import TYPE_CHECKING
 
 from mlgate.gates.result import ExitCode
 from mlgate.pipelines import console
-from mlgate.pipelines.context import RunContext
 
-_TRACKING_HELP = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)"
+if TYPE_CHECKING:
+    from mlgate.pipelines.context import RunContext
+
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,9 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _add(actions: argparse._SubParsersAction, name: str, text: str, handler) -> argparse.ArgumentParser:
+    from mlgate.pipelines.cli.main import add_tracking_argument
+
     parser = actions.add_parser(name, help=text)
     _common(parser)
-    parser.add_argument("--tracking-uri", help=_TRACKING_HELP)
+    add_tracking_argument(parser)
     parser.add_argument("--log-url", help="prediction log URL (default: rollout.prediction_log_url or serving's)")
     if name == "start":
         parser.add_argument("--version", help="version to roll out (default: alias challenger)")
@@ -73,6 +77,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _setup(args: argparse.Namespace, command: str):
+    from mlgate.pipelines.context import RunContext
     from mlgate.pipelines.rollout.lock import RolloutLock
     from mlgate.pipelines.rollout.wiring import RolloutSettings, build_controller
 
@@ -131,6 +136,7 @@ def _abort(args: argparse.Namespace) -> int:
 
 
 def _unlock(args: argparse.Namespace) -> int:
+    from mlgate.pipelines.context import RunContext
     from mlgate.pipelines.rollout.lock import break_lock
 
     ctx = RunContext.load(args.params, args.tracking_uri)
@@ -144,6 +150,7 @@ def _broken(record) -> None:
 
 def _current(args: argparse.Namespace):
     """(context, store, state) of the model's rollout; state None (after saying so) when it has none."""
+    from mlgate.pipelines.context import RunContext
     from mlgate.pipelines.rollout.store import RolloutStore
 
     ctx = RunContext.load(args.params, args.tracking_uri)
@@ -183,6 +190,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _show(ctx: RunContext, report, quiet: bool = False) -> int:
     """One line per step, the analysis checks, and the last look written to reports/rollout/analysis.json."""
+
     if not quiet:
         console.info(f"rollout: {report.action}: {report.message}")
     if report.analysis is not None:
@@ -194,6 +202,7 @@ def _show(ctx: RunContext, report, quiet: bool = False) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from mlgate.pipelines.context import RunContext
     from mlgate.pipelines.datasets import load_split
     from mlgate.pipelines.rollout.replay import ReplayPlan, replay_rows
 

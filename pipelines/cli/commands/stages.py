@@ -6,22 +6,22 @@ import argparse
 
 from mlgate.gates.result import ExitCode
 from mlgate.pipelines import console
-from mlgate.pipelines.context import RunContext
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from mlgate.pipelines.cli.main import add_params_argument
+    from mlgate.pipelines.cli.main import add_params_argument, add_tracking_argument
 
     prepare = sub.add_parser("prepare", help="write seeded, stratified train/test/production splits")
     add_params_argument(prepare)
     prepare.set_defaults(handler=prepare_command)
     train = sub.add_parser("train", help="fit the model, log it to MLflow with lineage, write the model dir")
     add_params_argument(train)
-    train.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    add_tracking_argument(train)
     train.set_defaults(handler=train_command)
 
 
 def prepare_command(args: argparse.Namespace) -> int:
+    from mlgate.pipelines.context import RunContext
     from mlgate.pipelines.stages.prepare import run_prepare
 
     ctx = RunContext.load(args.params)
@@ -32,6 +32,7 @@ def prepare_command(args: argparse.Namespace) -> int:
 
 
 def train_command(args: argparse.Namespace) -> int:
+    from mlgate.pipelines.context import RunContext
     from mlgate.pipelines.stages.train import run_train
 
     ctx = RunContext.load(args.params, args.tracking_uri)

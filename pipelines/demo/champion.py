@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlgate.pipelines import mlflow_io as registry
+from mlgate.pipelines.mlflow_io import ModelVersionRef
 from mlgate.pipelines.params import Params
-from mlgate.pipelines.registry import mlflow_io as registry
-from mlgate.pipelines.registry.mlflow_io import ModelVersionRef
 from mlgate.pipelines.stages.train import fit_and_log
 
 BOOTSTRAP_DIR = "models/bootstrap-champion"

@@ -1,0 +1,65 @@
+"""The server's command line, shared by `mlgate serve` and `python -m mlgate.serving` (what the
+process and docker runtimes start): one set of arguments, one validation, one start.
+
+The two differ only in where the `serving:` settings come from: `mlgate serve --params FILE` reads
+params.yaml; `python -m mlgate.serving --config-json JSON` takes the section as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlgate.serving.routing.routes import RouteTable
+    from mlgate.serving.settings import ServingConfig
+
+
+class ServerUsageError(ValueError):
+    """A bad --model or --routes value; the message names the argument and the problem."""
+
+
+def add_server_arguments(parser: argparse.ArgumentParser, *, models_required: bool = False) -> None:
+    parser.add_argument("--model", action="append", default=[], required=models_required, metavar="[NAME=]URI",
+                        help="model URI or directory; repeat for several variants (NAME=URI)")
+    parser.add_argument("--routes", metavar="FILE", default=None,
+                        help="route table JSON (the GET /routes body: mode, variants with model_uri, weight,"
+                             " shadow); PUT /routes needs MLGATE_ADMIN_TOKEN in the environment")
+    parser.add_argument("--host", default=None, help="bind address (default: serving.host, 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port (default: serving.port)")
+    parser.add_argument("--reset-routes", action="store_true",
+                        help="start from --model/--routes even when the prediction log holds a persisted route table")
+
+
+def models_and_routes(model_args: Sequence[str], routes_path: str | None) -> tuple[dict[str, str], RouteTable | None]:
+    """The --model variants and the --routes table; ServerUsageError naming the argument and problem.
+    With a routes file, --model may be omitted (the table names each model_uri), and a variant of
+    the file may omit its model_uri when --model gives it."""
+    from mlgate.serving.routing.routes import initial_table, load_routes_file
+    from mlgate.serving.variants import parse_model_args
+
+    try:
+        models = parse_model_args(model_args) if model_args or not routes_path else {}
+    except ValueError as exc:
+        raise ServerUsageError(f"--model: {exc}") from None
+    try:
+        routes = load_routes_file(routes_path, models) if routes_path else None
+        initial_table(models, routes)  # the same check the server makes: conflicting URIs are an error
+    except ValueError as exc:
+        raise ServerUsageError(f"--routes: {exc}") from None
+    for name, uri in models.items():
+        if "://" not in uri and not uri.startswith("models:/") and not Path(uri).is_dir():
+            raise ServerUsageError(f"--model {name}={uri}: no model directory at that path")
+    return models, routes
+
+
+def serve(args: argparse.Namespace, config: ServingConfig) -> None:
+    """Validate the arguments (ServerUsageError), then run the server until it is stopped."""
+    models, routes = models_and_routes(args.model, args.routes)
+    if args.reset_routes:
+        config = config.model_copy(update={"routing": config.routing.model_copy(update={"restore_routes": False})})
+    from mlgate.serving.app import run_server  # imported here: FastAPI and uvicorn load only to serve
+
+    run_server(models, config, port=args.port, host=args.host, routes=routes)
