@@ -1,43 +1,97 @@
-"""The GitHub workflows: valid against the bundled schema, and every `run:` step calls only what the
-tests run here (make, mlgate, dvc, gh, plus echo/cat/test/jq plumbing), with arguments mlgate accepts."""
+"""The GitHub workflows, as templates `mlgate init` writes and as this repository's own copies.
+
+Each workflow, the repository's and each template rendered for a team, is valid against the bundled
+schema; every `run:` step calls only what the tests run here (make, mlgate, dvc, gh, plus
+echo/cat/test/jq plumbing, and the one pinned `pip install` of mlgate) with arguments mlgate
+accepts; permissions, secrets and action versions are the least and newest; and the repository's
+files are the templates rendered with REPO_VALUES plus REPO_EXTRAS, nothing else (docs/WORKFLOWS.md).
+"""
 
 from __future__ import annotations
 
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
 from mlgate.pipelines.cli.main import build_parser
+from mlgate.pipelines.project.templates import render, template_text
 from mlgate.pipelines.report.markdown import REPORT_MARKER
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / ".github" / "workflows"
+NAMES = ("ci.yml", "cd.yml", "rollout-monitor.yml")
+PLACEHOLDERS = frozenset({"MLGATE_INSTALL", "MLGATE_VERSION", "PYTHON_VERSION"})
+VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+# What `mlgate init` fills in for a team's repository, and what this repository uses instead: it
+# installs the working tree (make install) rather than a release from PyPI.
+TEAM_VALUES = {"mlgate_install": f'python -m pip install "mlgate=={VERSION}"', "mlgate_version": VERSION,
+               "python_version": "3.11"}
+REPO_VALUES = {"mlgate_install": 'make install && echo "$PWD/.venv/bin" >> "$GITHUB_PATH"',
+               "mlgate_version": VERSION, "python_version": "3.12"}
+# All this repository's workflows add to the rendered templates: its own test suite and linter.
+REPO_EXTRAS = {"ci.yml": {"jobs": ("test",), "steps": {"lint": ("make lint",)}}}
+# The current major version of each action a workflow may use (first-party only), late 2026:
+# docs/WORKFLOWS.md has the releases behind each.
+CURRENT_MAJORS = {"actions/checkout": "v7", "actions/setup-python": "v7", "actions/cache": "v6",
+                  "actions/upload-artifact": "v7", "actions/download-artifact": "v8"}
 # The first word of every command a workflow runs. Tools: what developers run. Plumbing: moving a
 # value into $GITHUB_OUTPUT / $GITHUB_STEP_SUMMARY, a precondition, picking a field from JSON.
 TOOLS = frozenset({"make", "mlgate", "dvc", "gh"})
 PLUMBING = frozenset({"echo", "cat", "test", "jq"})
 ALLOWED = TOOLS | PLUMBING
+# The one other command: a team's install line, mlgate pinned to the version that wrote the file.
+PINNED_INSTALL = ["python", "-m", "pip", "install"]
+PINNED_MLGATE = re.compile(r"mlgate==[0-9][0-9A-Za-z.+!-]*")
 SEPARATORS = frozenset({";", "&&", "||", "|", "&", "\n", "(", ")", "|&", ";;"})
 SUBSTITUTION = "__substitution__"
 ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 # Subcommands that a later issue adds (DESIGN §8); until they exist their arguments cannot be checked.
 PENDING_SUBCOMMANDS = frozenset({"rollout"})
+# Which secret a step may receive, by what its script runs.
+SECRET_USERS = {"MLFLOW_TRACKING_URI": ("mlgate ", "dvc repro", "$MLFLOW_TRACKING_URI"),
+                "MLGATE_ENDPOINT": ("mlgate rollout",), "MLGATE_ADMIN_TOKEN": ("mlgate rollout",),
+                "DVC_REMOTE_URL": ("$DVC_REMOTE_URL",)}
+SECRET_REF = re.compile(r"^\$\{\{ secrets\.([A-Z_]+) \}\}$")
 
 
 def load(name: str) -> dict:
     return yaml.safe_load((WORKFLOWS / name).read_text())
 
 
+def rendered(name: str, values: dict[str, str] = TEAM_VALUES) -> dict:
+    return yaml.safe_load(render(f"workflows/{name}", **values))
+
+
+def every_workflow() -> list:
+    """This repository's files and the templates as a team gets them, each as a pytest param."""
+    return ([pytest.param(load, name, id=f"repo/{name}") for name in NAMES]
+            + [pytest.param(rendered, name, id=f"template/{name}") for name in NAMES])
+
+
+ALL = every_workflow()
+
+
+def steps_of(workflow: dict) -> list[tuple[str, dict, dict]]:
+    """(job id, job, step) of every step."""
+    return [(job_id, job, step) for job_id, job in workflow["jobs"].items() for step in job.get("steps", [])]
+
+
 def run_steps(workflow: dict) -> list[tuple[str, str]]:
     """(job/step label, script) of every step with a `run:`."""
     return [(f"{job_id}/{step.get('name') or step['run'][:40]}", step["run"])
-            for job_id, job in workflow["jobs"].items() for step in job.get("steps", []) if "run" in step]
+            for job_id, _, step in steps_of(workflow) if "run" in step]
+
+
+def job_scripts(job: dict) -> str:
+    return "\n".join(step["run"] for step in job.get("steps", []) if "run" in step)
 
 
 def shell_commands(script: str) -> list[list[str]]:
@@ -126,14 +180,20 @@ def first_word(command: list[str]) -> str:
     return words[0] if words else ""
 
 
+def is_pinned_install(command: list[str]) -> bool:
+    return command[:4] == PINNED_INSTALL and len(command) == 5 and PINNED_MLGATE.fullmatch(command[4]) is not None
+
+
 def disallowed(script: str) -> list[str]:
-    return [first_word(c) for c in shell_commands(script) if first_word(c) not in ALLOWED]
+    return [first_word(c) for c in shell_commands(script) if first_word(c) not in ALLOWED and not is_pinned_install(c)]
 
 
 @pytest.mark.parametrize("script", [
     "python -m pytest", "pip install mlgate", "FOO=1 python train.py", "make test && ./deploy.sh",
     "echo ok | sh", 'echo "id=$(curl -s http://example.com)"', "make test\nbash -c 'mlgate verdict'",
     'echo "$(gh api x | jq -r .a) $(gh api y | tee out)"', "echo 'multi\nline' ; rm -rf /",
+    "python -m pip install mlgate", 'python -m pip install "mlgate==0.1.0" evil', "python -m pip install mlgate>=0.1",
+    'python -m pip install "mlgate==0.1.0" && python -c "import os"',
 ])
 def test_the_allow_list_rejects_other_programs(script):
     assert disallowed(script)
@@ -148,21 +208,33 @@ def test_backtick_substitution_is_refused():
     "make test", 'cat reports/report.md >> "$GITHUB_STEP_SUMMARY"',
     """echo "id=$(gh api --paginate x | jq -s '[.[][] | select(.body | contains("m")) | .id] | first')" >> "$O" """,
     'test -n "$MLFLOW_TRACKING_URI"\n# a comment line\ndvc repro --force\nmlgate register',
+    TEAM_VALUES["mlgate_install"], REPO_VALUES["mlgate_install"],
 ])
 def test_the_allow_list_accepts_the_tools_and_plumbing(script):
     assert disallowed(script) == []
 
 
-@pytest.mark.parametrize("name", ["ci.yml", "cd.yml", "rollout-monitor.yml"])
-def test_every_run_step_calls_only_allowed_programs(name):
-    bad = {label: disallowed(script) for label, script in run_steps(load(name))}
+@pytest.mark.parametrize(("read", "name"), ALL)
+def test_every_run_step_calls_only_allowed_programs(read, name):
+    bad = {label: disallowed(script) for label, script in run_steps(read(name))}
     assert {k: v for k, v in bad.items() if v} == {}
 
 
-@pytest.mark.parametrize("name", ["ci.yml", "cd.yml", "rollout-monitor.yml"])
-def test_run_steps_take_values_from_env_not_inline_expressions(name):
-    """`${{ }}` inside a script is pasted into the shell before it runs (script injection); use env."""
-    assert [label for label, script in run_steps(load(name)) if "${{" in script] == []
+def inline_expressions(workflow: dict) -> list[str]:
+    """Steps whose script contains `${{ }}`: GitHub pastes it into the shell before it runs (script
+    injection, e.g. a PR title with `"; curl ... | sh`); values reach a script through `env:`."""
+    return [label for label, script in run_steps(workflow) if "${{" in script]
+
+
+@pytest.mark.parametrize(("read", "name"), ALL)
+def test_run_steps_take_values_from_env_not_inline_expressions(read, name):
+    assert inline_expressions(read(name)) == []
+
+
+def test_inline_expressions_are_found():
+    steps = [{"name": "title", "run": 'echo "${{ github.event.pull_request.title }}"'},
+             {"name": "safe", "env": {"TITLE": "${{ github.event.pull_request.title }}"}, "run": 'echo "$TITLE"'}]
+    assert inline_expressions({"jobs": {"j": {"steps": steps}}}) == ["j/title"]
 
 
 def invalid_invocations(workflow: dict) -> list[str]:
@@ -184,9 +256,9 @@ def invalid_invocations(workflow: dict) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("name", ["ci.yml", "cd.yml", "rollout-monitor.yml"])
-def test_mlgate_and_make_commands_in_workflows_exist_with_valid_arguments(name, capsys):
-    assert invalid_invocations(load(name)) == []
+@pytest.mark.parametrize(("read", "name"), ALL)
+def test_mlgate_and_make_commands_in_workflows_exist_with_valid_arguments(read, name, capsys):
+    assert invalid_invocations(read(name)) == []
 
 
 def test_invalid_invocations_are_found(capsys):
@@ -195,51 +267,261 @@ def test_invalid_invocations_are_found(capsys):
                                                                       "j/mlgate register --bogus: mlgate register --bogus"]
 
 
-@pytest.mark.parametrize("name", ["ci.yml", "cd.yml", "rollout-monitor.yml"])
-def test_steps_use_first_party_actions_only(name):
-    uses = [step["uses"] for job in load(name)["jobs"].values() for step in job.get("steps", []) if "uses" in step]
-    assert uses and all(u.startswith("actions/") for u in uses)
+# --- templates and this repository's copies -----------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_templates_use_exactly_the_placeholders_mlgate_init_fills(name):
+    assert set(re.findall(r"@@([A-Z_]+)@@", template_text(f"workflows/{name}"))) == PLACEHOLDERS
 
 
-def test_ci_runs_the_tests_and_every_gate_and_publishes_the_report():
-    ci = load("ci.yml")
-    assert set(ci[True]) == {"push", "pull_request"}  # YAML 1.1 reads the `on` key as True
-    scripts = "\n".join(s for _, s in run_steps(ci))
-    assert "make test" in scripts and "dvc repro" in scripts
-    assert 'cat reports/report.md >> "$GITHUB_STEP_SUMMARY"' in scripts
-    assert REPORT_MARKER in scripts and "--method PATCH" in scripts and "gh pr comment" in scripts
-    gates = ci["jobs"]["gates"]["steps"]
-    assert any(s.get("uses", "").startswith("actions/upload-artifact") for s in gates)
+def test_a_template_is_never_rendered_half_filled():
+    with pytest.raises(KeyError, match="PYTHON_VERSION"):
+        render("workflows/ci.yml", mlgate_install="true", mlgate_version="0")
+
+
+def test_a_team_gets_the_pinned_release_and_nothing_of_this_repository():
+    for name in NAMES:
+        text = render(f"workflows/{name}", **TEAM_VALUES)
+        assert f'python -m pip install "mlgate=={VERSION}"' in text, name
+        assert not re.search(r"\bmake |\.venv|pyproject|pipelines/|gates/|serving/", text), name
+
+
+def without_repo_extras(name: str, workflow: dict) -> dict:
+    """The workflow minus what REPO_EXTRAS says this repository adds (each extra must be there)."""
+    extras = REPO_EXTRAS.get(name, {})
+    assert set(extras.get("jobs", ())) <= set(workflow["jobs"])
+    jobs = {}
+    for job_id, job in workflow["jobs"].items():
+        if job_id in extras.get("jobs", ()):
+            continue
+        added = extras.get("steps", {}).get(job_id, ())
+        steps = [step for step in job["steps"] if step.get("run") not in added]
+        assert len(job["steps"]) - len(steps) == len(added), f"{name} {job_id}: missing extra steps {added}"
+        jobs[job_id] = {**job, "steps": steps}
+    return {**workflow, "jobs": jobs}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_repository_workflows_are_the_templates_rendered_plus_the_documented_extras(name):
+    """Every job and step of the template, rendered with REPO_VALUES, is in .github/workflows exactly;
+    the repository adds only REPO_EXTRAS. After editing a template, render it (REPO_VALUES) again."""
+    assert without_repo_extras(name, load(name)) == rendered(name, REPO_VALUES)
+
+
+def test_a_changed_template_step_or_a_missing_extra_is_caught():
+    changed = load("ci.yml")
+    changed["jobs"]["gates"]["steps"][0]["with"]["fetch-depth"] = 1
+    assert without_repo_extras("ci.yml", changed) != rendered("ci.yml", REPO_VALUES)
+    no_lint = load("ci.yml")
+    no_lint["jobs"]["lint"]["steps"] = [s for s in no_lint["jobs"]["lint"]["steps"] if s.get("run") != "make lint"]
+    with pytest.raises(AssertionError, match="missing extra steps"):
+        without_repo_extras("ci.yml", no_lint)
+
+
+# --- what an expert checks: actions, permissions, secrets ----------------------------------------
+
+@pytest.mark.parametrize(("read", "name"), ALL)
+def test_steps_use_first_party_actions_at_their_current_major_version(read, name):
+    uses = [step["uses"] for _, _, step in steps_of(read(name)) if "uses" in step]
+    assert uses and [u for u in uses if u.partition("@")[2] != CURRENT_MAJORS.get(u.partition("@")[0])] == []
+
+
+@pytest.mark.parametrize(("read", "name"), ALL)
+def test_checkouts_keep_no_credentials(read, name):
+    checkouts = [step for _, _, step in steps_of(read(name)) if step.get("uses", "").startswith("actions/checkout")]
+    assert checkouts and all(step["with"]["persist-credentials"] is False for step in checkouts)
+
+
+def needed_permissions(job: dict) -> dict[str, str]:
+    """The GITHUB_TOKEN scopes a job's steps use: the repository (checkout), PR comments, the PR of a
+    commit, run lists and approval histories. Artifacts of the same run need none."""
+    scripts, uses = job_scripts(job), [step.get("uses", "") for step in job.get("steps", [])]
+    needed = {}
+    if any(u.startswith("actions/checkout@") for u in uses):
+        needed["contents"] = "read"
+    if "/approvals" in scripts or "gh run list" in scripts:
+        needed["actions"] = "read"
+    if "/pulls" in scripts:
+        needed["pull-requests"] = "read"
+    if "/comments" in scripts and re.search(r"--method (POST|PATCH)", scripts):
+        needed["pull-requests"] = "write"
+    return needed
+
+
+@pytest.mark.parametrize(("read", "name"), ALL)
+def test_no_permission_by_default_and_each_job_asks_for_the_least_it_needs(read, name):
+    workflow = read(name)
+    assert workflow["permissions"] == {}
+    granted = {job_id: job.get("permissions") for job_id, job in workflow["jobs"].items()}
+    assert granted == {job_id: needed_permissions(job) for job_id, job in workflow["jobs"].items()}
+
+
+def test_only_the_comment_job_can_write_and_it_runs_no_code_from_the_pull_request():
+    for name in NAMES:
+        writers = {job_id for job_id, job in rendered(name)["jobs"].items() if "write" in job["permissions"].values()}
+        assert writers == ({"report"} if name == "ci.yml" else set())
+    report = rendered("ci.yml")["jobs"]["report"]
+    assert not [step for step in report["steps"] if step.get("uses", "").startswith("actions/checkout")]
+    assert {first_word(c) for c in shell_commands(job_scripts(report))} <= {"cat", "test", "jq", "gh", "echo"}
+
+
+def secret_references(node, path=()) -> list[tuple[tuple, str]]:
+    """(path, value) of every string in a workflow that reads the secrets context."""
+    if isinstance(node, dict):
+        return [ref for key, value in node.items() for ref in secret_references(value, (*path, key))]
+    if isinstance(node, list):
+        return [ref for i, value in enumerate(node) for ref in secret_references(value, (*path, i))]
+    return [(path, node)] if isinstance(node, str) and "secrets." in node else []
+
+
+def misplaced_secrets(workflow: dict) -> list[str]:
+    """Secrets anywhere but in the env of a step whose script uses them under their own name (never a
+    workflow or job env, an action's inputs, or the install step, which runs third-party code)."""
+    problems = []
+    for path, value in secret_references(workflow):
+        match = SECRET_REF.match(value)
+        if len(path) != 6 or path[0] != "jobs" or path[2] != "steps" or path[4] != "env" or not match:
+            problems.append(f"{'/'.join(map(str, path))}: {value}")
+            continue
+        step = workflow["jobs"][path[1]]["steps"][path[3]]
+        users = SECRET_USERS.get(match.group(1), ())
+        if path[5] != match.group(1) or not any(u in step.get("run", "") for u in users):
+            problems.append(f"{path[1]}/{step.get('name')}: {path[5]}")
+    return problems
+
+
+@pytest.mark.parametrize(("read", "name"), ALL)
+def test_secrets_go_only_to_the_steps_that_use_them(read, name):
+    assert misplaced_secrets(read(name)) == []
+
+
+def test_misplaced_secrets_are_found():
+    secret = "${{ secrets.MLGATE_ADMIN_TOKEN }}"
+    workflow = {"env": {"MLGATE_ADMIN_TOKEN": secret}, "jobs": {"j": {"steps": [
+        {"name": "install", "env": {"MLGATE_ADMIN_TOKEN": secret}, "run": TEAM_VALUES["mlgate_install"]},
+        {"name": "ok", "env": {"MLGATE_ADMIN_TOKEN": secret}, "run": "mlgate rollout step"},
+        {"name": "renamed", "env": {"TOKEN": secret}, "run": "mlgate rollout step"},
+        {"name": "action", "uses": "actions/checkout@v7", "with": {"token": secret}}]}}}
+    assert misplaced_secrets(workflow) == ["env/MLGATE_ADMIN_TOKEN: " + secret, "j/install: MLGATE_ADMIN_TOKEN",
+                                           "j/renamed: TOKEN", "jobs/j/steps/3/with/token: " + secret]
+
+
+@pytest.mark.parametrize(("read", "name"), ALL)
+def test_every_step_that_needs_a_secret_gets_it(read, name):
+    for job_id, _, step in steps_of(read(name)):
+        script, env = step.get("run", ""), step.get("env", {})
+        if "mlgate rollout" in script:
+            assert {"MLFLOW_TRACKING_URI", "MLGATE_ENDPOINT", "MLGATE_ADMIN_TOKEN"} <= set(env), f"{job_id}/{step['name']}"
+        if re.search(r"dvc repro|mlgate (register|approve --version)", script):
+            assert "MLFLOW_TRACKING_URI" in env, f"{job_id}/{step['name']}"
+
+
+# --- ci.yml ---------------------------------------------------------------------------------------
+
+def test_ci_lints_runs_every_gate_and_publishes_the_report():
+    ci = rendered("ci.yml")
+    assert set(ci[True]) == {"pull_request", "push", "workflow_dispatch"}  # YAML 1.1 reads `on` as True
+    assert ci[True]["push"]["branches"] == ["main"]
+    lint, gates = job_scripts(ci["jobs"]["lint"]), ci["jobs"]["gates"]["steps"]
+    assert "mlgate config validate" in lint and "dvc dag" in lint
+    scripts = job_scripts(ci["jobs"]["gates"])
+    assert "dvc repro" in scripts and 'cat reports/report.md >> "$GITHUB_STEP_SUMMARY"' in scripts
+    assert any(s.get("uses", "").startswith("actions/upload-artifact") and s["with"]["path"] == "reports/" for s in gates)
     repro = next(i for i, s in enumerate(gates) if s.get("run") == "dvc repro")
     assert "if" not in gates[repro] and "continue-on-error" not in gates[repro]  # a failed verdict fails the job
     cached = {s["with"]["path"] for s in gates if s.get("uses", "").startswith("actions/cache")}
     assert cached == {"~/.cache/mlgate", ".dvc/cache"}
+    deepchecks = next(s for s in gates if s.get("with", {}).get("path") == "~/.cache/mlgate")
+    assert f"mlgate-{VERSION}" in deepchecks["with"]["key"]  # an upgrade brings new pins: a new environment
     setup = next(s for s in gates if s.get("uses", "").startswith("actions/setup-python"))
-    assert setup["with"]["cache"] == "pip"
+    assert setup["with"]["cache"] == "pip" and setup["with"]["python-version"] == "${{ env.PYTHON_VERSION }}"
+    assert ci["env"]["PYTHON_VERSION"] == TEAM_VALUES["python_version"]
+
+
+def test_ci_reports_metrics_and_plots_against_main_in_the_sticky_comment():
+    ci = rendered("ci.yml")
+    gates = ci["jobs"]["gates"]
+    assert gates["steps"][0]["uses"].startswith("actions/checkout") and gates["steps"][0]["with"]["fetch-depth"] == 0
+    scripts = job_scripts(gates)
+    assert "dvc metrics diff main --md >> reports/metrics-diff.md" in scripts
+    assert "dvc plots diff main -o reports/plots-diff" in scripts  # HTML, uploaded with reports/
+    report = ci["jobs"]["report"]
+    assert report["needs"] == "gates" and "!cancelled()" in report["if"]  # a failed verdict is reported too
+    body = job_scripts(report)
+    assert REPORT_MARKER in body and "reports/metrics-diff.md" in body
+    assert "--method PATCH" in body and "--method POST" in body
+
+
+@pytest.mark.skipif(shutil.which("jq") is None or shutil.which("bash") is None, reason="needs bash and jq")
+def test_the_comment_body_is_the_report_then_the_metrics_diff(tmp_path):
+    step = next(s for s in rendered("ci.yml")["jobs"]["report"]["steps"] if s.get("id") == "body")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "report.md").write_text(f"{REPORT_MARKER}\n# verdict: PASS\n")
+    env = {"PATH": os.environ["PATH"], "RUNNER_TEMP": str(tmp_path)}
+    subprocess.run(["bash", "-e", "-c", step["run"]], cwd=tmp_path, env=env, check=True)  # no diff: report only
+    (tmp_path / "reports" / "metrics-diff.md").write_text("| Path | Metric |\n")
+    subprocess.run(["bash", "-e", "-c", step["run"]], cwd=tmp_path, env=env, check=True)
+    body = yaml.safe_load((tmp_path / "comment.json").read_text())["body"]
+    assert body.startswith(REPORT_MARKER) and body.endswith("| Path | Metric |\n")
 
 
 def test_ci_approval_job_waits_for_the_environment_and_checks_the_approver():
-    job = load("ci.yml")["jobs"]["approve-model"]
+    job = rendered("ci.yml")["jobs"]["approve-model"]
     assert job["environment"] == "model-approval" and job["needs"] == "gates"
-    scripts = "\n".join(s["run"] for s in job["steps"] if "run" in s)
-    assert "actions/runs/$GITHUB_RUN_ID/approvals" in scripts and "mlgate approve" in scripts
+    scripts = job_scripts(job)
+    assert "actions/runs/$GITHUB_RUN_ID/approvals" in scripts and "mlgate approve --dry-run" in scripts
 
 
-def test_cd_registers_pushes_and_rolls_out_behind_approvals(base_params):
-    cd = load("cd.yml")
+def required_verdict(step: dict, results: dict[str, str]) -> int:
+    env = {"PATH": os.environ["PATH"], **{k: results[k] for k in step["env"]}}
+    return subprocess.run(["bash", "-e", "-c", step["run"]], env=env, capture_output=True).returncode
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_the_required_check_fails_unless_every_gate_ran_and_passed():
+    """`gates-required` is the job to mark required: GitHub counts a skipped required job as passed,
+    so `gates` (skipped when cancelled or when a needed job fails) must not be the required one."""
+    ci = rendered("ci.yml")
+    job = ci["jobs"]["gates-required"]
+    assert job["if"] == "always()" and set(job["needs"]) == {"lint", "gates", "approve-model"}
+    assert [j for j, spec in ci["jobs"].items() if spec.get("if") == "always()"] == ["gates-required"]
+    assert "if" not in ci["jobs"]["gates"] and "needs" not in ci["jobs"]["gates"]
+    gates_step, approval_step = job["steps"]
+    assert gates_step["env"] == {"LINT": "${{ needs.lint.result }}", "GATES": "${{ needs.gates.result }}"}
+    assert approval_step["env"] == {"APPROVAL": "${{ needs.approve-model.result }}"}
+    assert approval_step["if"] == "github.event_name == 'pull_request'"
+    assert required_verdict(gates_step, {"LINT": "success", "GATES": "success"}) == 0
+    for lint, gates in [("success", "skipped"), ("success", "failure"), ("failure", "success"), ("success", "cancelled")]:
+        assert required_verdict(gates_step, {"LINT": lint, "GATES": gates}) == 1
+    assert required_verdict(approval_step, {"APPROVAL": "success"}) == 0
+    assert required_verdict(approval_step, {"APPROVAL": "skipped"}) == 1
+
+
+def test_this_repository_also_runs_its_tests_and_its_linter():
+    ci = load("ci.yml")
+    assert job_scripts(ci["jobs"]["test"]) == "make test" and "make lint" in job_scripts(ci["jobs"]["lint"])
+    assert "needs" not in ci["jobs"]["test"] and "if" not in ci["jobs"]["test"]  # never skipped: can be required
+
+
+# --- cd.yml and rollout-monitor.yml ---------------------------------------------------------------
+
+def test_cd_registers_pushes_and_rolls_out_behind_approvals():
+    cd = rendered("cd.yml")
     assert cd[True]["push"]["branches"] == ["main"] and "workflow_dispatch" in cd[True]
-    assert cd["concurrency"]["group"].startswith("rollout-") and base_params["model"]["name"] in cd["concurrency"]["group"]
-    assert cd["concurrency"]["cancel-in-progress"] is False
-    assert {"MLFLOW_TRACKING_URI", "MLGATE_ENDPOINT"} <= set(cd["env"])
-    assert all("secrets." in cd["env"][k] for k in ("MLFLOW_TRACKING_URI", "MLGATE_ENDPOINT"))
-    scripts = {job: "\n".join(s["run"] for s in spec["steps"] if "run" in s) for job, spec in cd["jobs"].items()}
+    monitor = rendered("rollout-monitor.yml")
+    assert cd["concurrency"]["group"].startswith("mlgate-rollout-") and cd["concurrency"]["cancel-in-progress"] is False
+    assert monitor["concurrency"]["group"] != cd["concurrency"]["group"]  # a scheduled look never displaces a merge
+    scripts = {job: job_scripts(spec) for job, spec in cd["jobs"].items()}
     assert "mlgate register" in scripts["register"] and "dvc push" in scripts["register"]
     assert scripts["register"].index("mlgate register") < scripts["register"].index("dvc push")
     assert cd["jobs"]["canary"]["environment"] == "canary" and "mlgate rollout start" in scripts["canary"]
     assert cd["jobs"]["production"]["environment"] == "production"
     assert "mlgate rollout promote" in scripts["production"]
     assert "--stage production" in scripts["production"] and "--stage canary" in scripts["canary"]
+    assert "mlgate rollout step" in job_scripts(monitor["jobs"]["step"])
 
+
+# --- the schema GitHub applies -------------------------------------------------------------------
 
 def check_jsonschema(*files: Path) -> subprocess.CompletedProcess:
     """The bundled schema, with every proxy pointing at a closed port: any network use would fail."""
@@ -250,14 +532,16 @@ def check_jsonschema(*files: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, timeout=120)
 
 
-def test_workflows_are_valid_against_the_bundled_schema_offline():
-    proc = check_jsonschema(*sorted(WORKFLOWS.glob("*.yml")))
+def test_workflows_and_rendered_templates_are_valid_against_the_bundled_schema_offline(tmp_path):
+    for name in NAMES:
+        (tmp_path / name).write_text(render(f"workflows/{name}", **TEAM_VALUES))
+    proc = check_jsonschema(*sorted(WORKFLOWS.glob("*.yml")), *(tmp_path / name for name in NAMES))
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_the_schema_check_catches_a_broken_workflow(tmp_path):
     broken = load("ci.yml")
-    del broken["jobs"]["test"]["runs-on"]
+    del broken["jobs"]["gates"]["runs-on"]
     broken["on"] = broken.pop(True)
     (tmp_path / "broken.yml").write_text(yaml.safe_dump(broken))
     proc = check_jsonschema(tmp_path / "broken.yml")
