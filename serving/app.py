@@ -2,7 +2,7 @@
 
 `create_app` wires the routes; models load in the background after startup, so /healthz answers
 at once and /readyz turns 200 when every variant is loaded. `run_server` is what `mlgate serve`
-and `python -m serving` call: one uvicorn process (uvloop and httptools when installed), no
+and `python -m mlgate.serving` call: one uvicorn process (uvloop and httptools when installed), no
 access log, one worker (micro-batching, routing state and the bandit need every request in one
 process). On SIGTERM uvicorn finishes the requests in flight, then the lifespan shutdown flushes
 the prediction log.
