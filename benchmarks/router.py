@@ -1,6 +1,6 @@
 """Router overhead: routing + prediction logging on, against the single-model server, same load.
 
-Three servers run at once on 127.0.0.1, each `python -m serving` with the same model
+Three servers run at once on 127.0.0.1, each `python -m mlgate.serving` with the same model
 (models/candidate) and the `serving` defaults (micro-batching on):
 - single: the model server of the serving issue: one variant, mode single, prediction log off;
 - routed: a weighted route table (champion 100, challenger 0: loaded, reachable by
@@ -144,7 +144,7 @@ def report(rounds: dict[str, list[LoadResult]], args: argparse.Namespace, load: 
 Machine: {machine_description()}; 1-minute load average {load[0]:.1f} before and {load[1]:.1f} after
 (the 2 cores are shared by the servers, the load generator and other work).
 
-Setup: `{args.model}` served by three `python -m serving` processes at once on 127.0.0.1 (ServerProcess,
+Setup: `{args.model}` served by three `python -m mlgate.serving` processes at once on 127.0.0.1 (ServerProcess,
 the `serving` defaults: micro-batching on, one uvicorn process, access log off).
 - single: one variant, mode single, prediction log off (the single-model server of the serving issue).
 - routed: mode weighted (champion 100, challenger 0: loaded, reachable by X-Target-Variant), sticky

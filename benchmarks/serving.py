@@ -76,7 +76,7 @@ def describe_mlgate(config: Any) -> str:
 
 @contextmanager
 def mlgate_server(model_dir: Path, config: Any, scratch: Path) -> Iterator[str]:
-    """`python -m serving` through ServerProcess, stopped on exit."""
+    """`python -m mlgate.serving` through ServerProcess, stopped on exit."""
     from mlgate.serving.runtime import ServerProcess
 
     with ServerProcess(str(model_dir), config, log_path=scratch / "mlgate.log") as server:
@@ -181,7 +181,7 @@ Machine: {machine_description()}; 1-minute load average {load[0]:.1f} before and
 
 Setup: the same model (`{args.model}`, the params.yaml candidate) served by both at once on 127.0.0.1;
 before measuring, both answered the same {checked_rows} holdout rows with identical labels.
-- mlgate: `python -m serving` (ServerProcess), one uvicorn process (uvloop, httptools, access log off),
+- mlgate: `python -m mlgate.serving` (ServerProcess), one uvicorn process (uvloop, httptools, access log off),
   the `serving` defaults: {mlgate_settings}.
 - mlflow: `mlflow models serve -m {args.model} --env-manager local -h 127.0.0.1 -p PORT -w {args.mlflow_workers}`,
   which runs `uvicorn --workers {args.mlflow_workers} mlflow.pyfunc.scoring_server.app:app` with uvicorn's
