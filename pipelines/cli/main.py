@@ -29,6 +29,7 @@ COMMANDS: tuple[str, ...] = (
     "mlgate.pipelines.cli.commands.demo",
     "mlgate.pipelines.cli.commands.release",
     "mlgate.pipelines.cli.commands.rollout",
+    "mlgate.pipelines.cli.commands.init",
 )
 
 
