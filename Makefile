@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export GIT_PYTHON_REFRESH := quiet
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench lint wheel clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,14 @@ test: install
 bench: install
 	$(BIN)/python -m benchmarks
 
+wheel: install
+	rm -rf build dist/mlgate-*.whl
+	$(BIN)/python -m pip wheel --no-deps --quiet -w dist .
+	rm -rf build
+	@ls dist/mlgate-*.whl
+
 lint: install
 	$(BIN)/ruff check mlgate gates pipelines serving tests benchmarks
 
 clean:
-	rm -rf $(VENV) reports metrics models data/*.parquet mlflow.db mlartifacts
+	rm -rf $(VENV) reports metrics models data/*.parquet mlflow.db mlartifacts build dist
