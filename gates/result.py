@@ -101,14 +101,64 @@ class Check:
 
 
 @dataclass(frozen=True)
+class JudgedModel:
+    """The candidate a gate judged: where it was read from and the content digest of its files."""
+
+    uri: str
+    digest: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"uri": self.uri, "digest": self.digest}
+
+
+@dataclass(frozen=True)
+class JudgedBaseline:
+    """The baseline a gate compared with: the version behind `alias` (none: `version` is None) and the
+    content digest of that version's files."""
+
+    alias: str
+    name: str | None = None
+    version: str | None = None
+    uri: str | None = None
+    digest: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"alias": self.alias, "name": self.name, "version": self.version, "uri": self.uri,
+                "digest": self.digest}
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a gate judged (DESIGN §5). `baseline` is None for a gate that compares with no baseline."""
+
+    candidate: JudgedModel
+    baseline: JudgedBaseline | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"candidate": self.candidate.to_dict(),
+                "baseline": self.baseline.to_dict() if self.baseline else None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Subject:
+        base = data.get("baseline")
+        baseline = None if base is None else JudgedBaseline(
+            str(base["alias"]), *(None if base.get(k) is None else str(base[k])
+                                  for k in ("name", "version", "uri", "digest")))
+        candidate = data["candidate"]
+        return cls(JudgedModel(str(candidate["uri"]), str(candidate["digest"])), baseline)
+
+
+@dataclass(frozen=True)
 class GateResult:
-    """A gate's verdict: its status is the worst of its checks."""
+    """A gate's verdict: its status is the worst of its checks. `subject` names the models it judged
+    (None for a gate that judges no model, or a result written before mlgate recorded it)."""
 
     gate: str
     status: Status
     checks: tuple[Check, ...]
     duration_s: float
     artifacts: dict[str, str] = field(default_factory=dict)
+    subject: Subject | None = None
 
     @classmethod
     def from_checks(
@@ -132,22 +182,25 @@ class GateResult:
         return [c for c in self.checks if c.status in statuses]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "gate": self.gate,
             "status": str(self.status),
             "duration_s": self.duration_s,
             "artifacts": dict(self.artifacts),
             "checks": [c.to_dict() for c in self.checks],
         }
+        return data | ({"subject": self.subject.to_dict()} if self.subject else {})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GateResult:
+        subject = data.get("subject")  # absent in results written before it was recorded
         return cls(
             gate=data["gate"],
             status=Status(data["status"]),
             checks=tuple(Check.from_dict(c) for c in data.get("checks", [])),
             duration_s=float(data.get("duration_s", 0.0)),
             artifacts=dict(data.get("artifacts") or {}),
+            subject=Subject.from_dict(subject) if subject else None,
         )
 
     def to_json(self) -> str:

@@ -20,6 +20,11 @@ def info(message: str) -> None:
     _out.print(message, markup=False)
 
 
+def warning(message: str) -> None:
+    """One line on stderr for something the user chose that deserves a reminder."""
+    _err.print(f"mlgate: warning: {message}", markup=False, style="yellow")
+
+
 def error(message: str) -> None:
     """One line on stderr, prefixed so it stands out in CI logs."""
     _err.print(f"mlgate: error: {message}", markup=False, style="red")

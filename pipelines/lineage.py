@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,10 +68,31 @@ def _md5_from_lock(lock_path: Path, out_rel: str) -> str | None:
     return None
 
 
-def directory_digest(path: Path) -> str:
-    """md5 over every file's relative path and bytes: identifies one exact model directory."""
+def directory_digest(path: Path, ignore: tuple[str, ...] = ()) -> str:
+    """md5 over every file's relative path and bytes (but the relative paths in `ignore`): identifies
+    one exact directory."""
     digest = hashlib.md5()
     for file in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+        if file.relative_to(path).as_posix() in ignore:
+            continue
         digest.update(file.relative_to(path).as_posix().encode())
         digest.update(file_md5(file).encode())
     return digest.hexdigest()
+
+
+# MLflow writes this file into every download of a registered version (its name and version): it is
+# not part of the model, and a registered version must hash like the directory it was registered from.
+MLFLOW_ADDED_FILES = ("registered_model_meta",)
+
+
+def model_digest(path: Path) -> str:
+    """The content digest of an MLflow model directory: what identifies a judged or registered model."""
+    return directory_digest(path, MLFLOW_ADDED_FILES)
+
+
+def model_uri_digest(tracking_uri: str, model_uri: str) -> str:
+    """model_digest of the model at an MLflow URI (models:/, runs:/, ...), from a scratch download."""
+    from mlgate.pipelines.mlflow_io import download_model
+
+    with tempfile.TemporaryDirectory(prefix="mlgate-digest-") as scratch:
+        return model_digest(download_model(tracking_uri, model_uri, Path(scratch)))

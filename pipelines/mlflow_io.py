@@ -56,6 +56,7 @@ def log_training_run(
     from mlflow.models import infer_signature
 
     from mlgate.serving.loading import trusted_types_for
+    from mlgate.serving.pickle_guard import mlflow_pickle_flag
 
     client(tracking_uri)
     mlflow.set_experiment(experiment)
@@ -63,7 +64,9 @@ def log_training_run(
     ints = input_example.select_dtypes(include="integer").columns
     input_example = input_example.astype({c: "float64" for c in ints})
     signature = infer_signature(input_example, model.predict(input_example))
-    with mlflow.start_run(tags=tags) as run:
+    # MLflow validates the input example by loading the model it just wrote with its own loader, which
+    # is off without pickle consent: allowed here for the skops file this process wrote itself.
+    with mlflow.start_run(tags=tags) as run, mlflow_pickle_flag(True):
         mlflow.log_params(_flat(params))
         mlflow.log_metrics(metrics)
         info = mlflow.sklearn.log_model(
@@ -77,6 +80,26 @@ def log_training_run(
         )
         _download_atomically(info.model_uri, model_dir)
     return LoggedRun(run.info.run_id, run.info.experiment_id, info.model_uri, info.model_id, tracking_uri)
+
+
+def download_model(tracking_uri: str, model_uri: str, dst: Path) -> Path:
+    """Download the model at `model_uri` (any MLflow model URI) into the existing directory `dst`."""
+    import mlflow.artifacts
+
+    client(tracking_uri)  # models:/ URIs resolve against the registry of this tracking URI
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst)))
+
+
+def log_model_directory(tracking_uri: str, experiment: str, model_dir: Path, tags: dict[str, str]) -> LoggedRun:
+    """A new run holding the files of the MLflow model directory `model_dir`, unchanged, under `model`
+    (a model judged from a path is registered from it: runs:/<run>/model)."""
+    import mlflow
+
+    client(tracking_uri)
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(tags=tags) as run:
+        mlflow.log_artifacts(str(model_dir), "model")
+    return LoggedRun(run.info.run_id, run.info.experiment_id, f"runs:/{run.info.run_id}/model", None, tracking_uri)
 
 
 def _download_atomically(model_uri: str, model_dir: Path) -> None:
@@ -190,9 +213,9 @@ def log_run_artifact(tracking_uri: str, run_id: str, path: Path, artifact_dir: s
     client(tracking_uri).log_artifact(run_id, str(path), artifact_dir)
 
 
-def versions_of_run(tracking_uri: str, name: str, run_id: str) -> list[ModelVersionRef]:
-    """Every registered version of `name` that was created from the run `run_id`."""
-    found = client(tracking_uri).search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+def versions_tagged(tracking_uri: str, name: str, key: str, value: str) -> list[ModelVersionRef]:
+    """Every registered version of `name` whose tag `key` is `value`."""
+    found = client(tracking_uri).search_model_versions(f"name = '{name}' and tags.`{key}` = '{value}'")
     return [_ref(mv) for mv in found]
 
 

@@ -30,7 +30,7 @@ from mlgate.serving.routing.routes import RouteTable
 from mlgate.serving.server_state import ServerState, VariantLoader
 from mlgate.serving.settings import ServingConfig
 from mlgate.serving.telemetry import ServerMetrics
-from mlgate.serving.variants import load_variant
+from mlgate.serving.variants import variant_loader
 
 ADMIN_TOKEN_ENV = "MLGATE_ADMIN_TOKEN"
 FEEDBACK_TOKEN_ENV = "MLGATE_FEEDBACK_TOKEN"
@@ -40,7 +40,7 @@ def create_app(
     model_uris: Mapping[str, str],
     config: ServingConfig | None = None,
     *,
-    loader: VariantLoader = load_variant,
+    loader: VariantLoader | None = None,
     router: Router | None = None,
     routes: RouteTable | None = None,
     admin_token: str | None = None,
@@ -49,9 +49,10 @@ def create_app(
     """An app serving each `{variant name: MLflow model URI}` by the route table `routes` (default:
     the first model takes all traffic). `admin_token` enables PUT /routes, `feedback_token` POST
     /feedback (a separate credential: labels come from another system); `router` replaces the table's
-    own routing (tests, custom policies)."""
-    state = ServerState(model_uris, config or ServingConfig(), ServerMetrics(), loader, router, routes, admin_token,
-                        feedback_token)
+    own routing (tests, custom policies); `loader` replaces `load_variant` with the config's load policy."""
+    config = config or ServingConfig()
+    state = ServerState(model_uris, config, ServerMetrics(), loader or variant_loader(config), router, routes,
+                        admin_token, feedback_token)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

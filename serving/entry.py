@@ -8,7 +8,8 @@ params.yaml; `python -m mlgate.serving --config-json JSON` takes the section as 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,9 +56,29 @@ def models_and_routes(model_args: Sequence[str], routes_path: str | None) -> tup
     return models, routes
 
 
+def refuse_unconsented_pickle(models: Mapping[str, str], config: ServingConfig) -> None:
+    """ServerUsageError for a local model directory that is pickle-based while `serving.allow_pickle` is
+    off (before the server starts; a remote URI is checked the same way when it is fetched and loaded)."""
+    from mlgate.serving.loading import LoadPolicy, ModelLoadError, check_pickle_consent, read_mlmodel
+
+    for name, uri in models.items():
+        path = Path(uri.removeprefix("file://"))
+        if (path / "MLmodel").is_file():
+            try:
+                check_pickle_consent(path, read_mlmodel(path), LoadPolicy.of(config))
+            except ModelLoadError as exc:
+                raise ServerUsageError(f"--model {name}={uri}: {exc}") from None
+
+
 def serve(args: argparse.Namespace, config: ServingConfig) -> None:
-    """Validate the arguments (ServerUsageError), then run the server until it is stopped."""
+    """Validate the arguments (ServerUsageError), then run the server until it is stopped. MLflow's own
+    pickle flag follows `serving.allow_pickle` for the whole process, models' own code included."""
+    from mlgate.serving.pickle_guard import MLFLOW_FLAG
+
     models, routes = models_and_routes(args.model, args.routes)
+    uris = {**models, **({v.name: v.model_uri for v in routes.variants} if routes is not None else {})}
+    refuse_unconsented_pickle(uris, config)
+    os.environ[MLFLOW_FLAG] = "true" if config.allow_pickle else "false"
     if args.reset_routes:
         config = config.model_copy(update={"routing": config.routing.model_copy(update={"restore_routes": False})})
     from mlgate.serving.app import run_server  # imported here: FastAPI and uvicorn load only to serve

@@ -1,13 +1,21 @@
-"""Loading an MLflow sklearn model safely: skops with mlgate's own allow-list, never pickle.
+"""Loading any MLflow model for the server and the gates: skops with mlgate's trust list, pyfunc for the
+rest, and nothing pickle-based without the user's consent.
 
-MLflow 3.x refuses every sklearn load unless MLFLOW_ALLOW_PICKLE_DESERIALIZATION is set, because a
-skops model's trusted-types list is read from the model itself. mlgate does not trust that list: it
-reads the types the file needs and loads only when each one comes from a module on ALLOWED_MODULES.
+One loader, `load_model`, for every model mlgate judges or serves. It reads the MLmodel file first and
+refuses a pickle-based model unless `LoadPolicy.allow_pickle` (`serving.allow_pickle`) is set
+(mlgate.serving.pickle_guard). scikit-learn estimators saved with skops (the sklearn flavor, or
+LightGBM's scikit-learn API in the lightgbm flavor) are loaded with mlgate's own trust list
+(mlgate.serving.skops_trust), never the list the model file carries, and keep `predict_proba` and
+`classes_`. Every other flavor loads through `mlflow.pyfunc` and gets scores where it has them
+(mlgate.serving.pyfunc_scores). A models-from-code model runs its own Python when it loads: whoever
+can write to the model directory or the registry can run code here (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +23,12 @@ from typing import Any
 import yaml
 
 from mlgate.gates.result import first_line
+from mlgate.serving.pickle_guard import CONSENT_HINT, mlflow_pickle_flag, pickle_use
+from mlgate.serving.settings import DEFAULT_TRUSTED_TYPES, ServingConfig
+from mlgate.serving.skops_trust import UntrustedTypesError, load_skops
+from mlgate.serving.skops_trust import trusted_types_for as trusted_types_for  # re-exported for saving
 
-ALLOWED_MODULES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.", "pandas.")
+log = logging.getLogger(__name__)
 
 
 class ModelLoadError(Exception):
@@ -24,17 +36,39 @@ class ModelLoadError(Exception):
 
 
 @dataclass(frozen=True)
+class LoadPolicy:
+    """What a load may do: unpickle (the user's consent) and which skops types it trusts."""
+
+    allow_pickle: bool = False
+    trusted_types: tuple[str, ...] = DEFAULT_TRUSTED_TYPES
+
+    @classmethod
+    def of(cls, config: ServingConfig) -> LoadPolicy:
+        return cls(config.allow_pickle, tuple(config.trusted_types))
+
+
+@dataclass(frozen=True)
 class LoadedModel:
-    model: Any  # the fitted sklearn estimator or pipeline
+    model: Any  # an sklearn-API estimator, or a pyfunc with sklearn's calls (mlgate.serving.pyfunc_scores)
     path: Path
     run_id: str | None
     model_id: str | None
     signature: dict[str, Any] | None
+    flavor: str = "sklearn"  # the flavor it was loaded from: sklearn, lightgbm or python_function
+    flagged_types: tuple[str, ...] = ()  # types skops flags that the trust list let through
+    pickled: str = ""  # what was unpickled, with consent ("" when nothing)
 
     @property
     def input_columns(self) -> list[dict[str, Any]]:
         """The signature's input columns as dicts with 'name', 'type' and 'required'."""
         return signature_inputs({"signature": self.signature}, str(self.path)) or []
+
+    @property
+    def no_scores(self) -> str:
+        """Why the model gives labels only ("" when it has predict_proba)."""
+        if hasattr(self.model, "predict_proba"):
+            return ""
+        return getattr(self.model, "no_scores", "") or f"its {type(self.model).__name__} has no predict_proba"
 
 
 def signature_inputs(meta: dict[str, Any], where: str) -> list[dict[str, Any]] | None:
@@ -65,38 +99,6 @@ def local_model_path(model_uri: str) -> Path:
         raise ModelLoadError(f"{model_uri}: cannot fetch the model ({first_line(exc)})") from None
 
 
-def load_sklearn_model(model_uri: str) -> LoadedModel:
-    """Load the sklearn flavor of an MLflow model saved with serialization_format="skops"."""
-    path = local_model_path(model_uri)
-    meta = read_mlmodel(path)
-    flavor = (meta.get("flavors") or {}).get("sklearn")
-    if not flavor:
-        raise ModelLoadError(f"{path}: not an MLflow sklearn model (no sklearn flavor in MLmodel)")
-    if flavor.get("serialization_format") != "skops":
-        raise ModelLoadError(
-            f"{path}: serialized as {flavor.get('serialization_format')!r}; mlgate loads only 'skops' (no pickle)"
-        )
-    model_file = path / flavor.get("pickled_model", "model.skops")
-    return LoadedModel(
-        model=_load_skops(model_file),
-        path=path,
-        run_id=meta.get("run_id"),
-        model_id=meta.get("model_id"),
-        signature=meta.get("signature"),
-    )
-
-
-def trusted_types_for(model: Any) -> list[str]:
-    """The skops types `model` needs beyond skops' defaults, if all are on the allow-list (for saving)."""
-    import skops.io as sio
-
-    untrusted = sio.get_untrusted_types(data=sio.dumps(model))
-    refused = [t for t in untrusted if not t.startswith(ALLOWED_MODULES)]
-    if refused:
-        raise ModelLoadError(f"model uses types outside the allow-list: {', '.join(refused)}")
-    return untrusted
-
-
 def read_mlmodel(path: Path) -> dict[str, Any]:
     """The MLmodel file of a model directory as a dict; ModelLoadError when there is none."""
     mlmodel = path / "MLmodel"
@@ -105,17 +107,84 @@ def read_mlmodel(path: Path) -> dict[str, Any]:
     return yaml.safe_load(mlmodel.read_text(encoding="utf-8")) or {}
 
 
-def _load_skops(model_file: Path) -> Any:
-    import skops.io as sio
+def check_pickle_consent(path: Path, meta: dict[str, Any], policy: LoadPolicy) -> str:
+    """What loading the model would unpickle ("" for nothing); ModelLoadError naming the file and how to
+    consent when it is pickle-based and the policy does not allow it."""
+    found = pickle_use(path, meta)
+    if found and not policy.allow_pickle:
+        raise ModelLoadError(f"{found}: refusing to load a pickle-based model (unpickling runs the file's "
+                             f"code); to trust it, {CONSENT_HINT}")
+    return found or ""
 
-    if not model_file.is_file():
-        raise ModelLoadError(f"{model_file}: model file missing")
-    untrusted = sio.get_untrusted_types(file=str(model_file))
-    refused = [t for t in untrusted if not t.startswith(ALLOWED_MODULES)]
-    if refused:
-        raise ModelLoadError(f"{model_file}: refusing to load types outside the allow-list: {', '.join(refused)}")
+
+def load_model(model_uri: str, policy: LoadPolicy | None = None) -> LoadedModel:
+    """Fetch and load the MLflow model at `model_uri`; ModelLoadError naming the model and the reason."""
+    policy = policy or LoadPolicy()
+    path = local_model_path(model_uri)
+    meta = read_mlmodel(path)
+    pickled = check_pickle_consent(path, meta, policy)
+    if pickled:
+        log.warning("%s: loading a pickle-based model because serving.allow_pickle is set", pickled)
+    flavors = meta.get("flavors") or {}
+    if "sklearn" in flavors or _skops_lightgbm(flavors.get("lightgbm")):
+        flavor = "sklearn" if "sklearn" in flavors else "lightgbm"
+        model, flagged = _load_estimator(path, flavor, flavors[flavor], policy)
+    else:
+        flavor, flagged = "python_function", ()
+        model = _load_pyfunc(path, policy)
+    if flagged:
+        log.info("%s: trusted types that skops flags: %s", path, ", ".join(flagged))
+    return LoadedModel(model=model, path=path, run_id=meta.get("run_id"), model_id=meta.get("model_id"),
+                       signature=meta.get("signature"), flavor=flavor, flagged_types=flagged, pickled=pickled)
+
+
+def load_sklearn_model(model_uri: str, trusted_types: tuple[str, ...] = DEFAULT_TRUSTED_TYPES) -> LoadedModel:
+    """The sklearn flavor of an MLflow model saved with serialization_format="skops" (never pickle)."""
+    path = local_model_path(model_uri)
+    meta = read_mlmodel(path)
+    flavor = (meta.get("flavors") or {}).get("sklearn")
+    if not flavor:
+        raise ModelLoadError(f"{path}: not an MLflow sklearn model (no sklearn flavor in MLmodel)")
+    check_pickle_consent(path, meta, LoadPolicy(False, trusted_types))
+    model, flagged = _load_estimator(path, "sklearn", flavor, LoadPolicy(False, trusted_types))
+    return LoadedModel(model=model, path=path, run_id=meta.get("run_id"), model_id=meta.get("model_id"),
+                       signature=meta.get("signature"), flagged_types=flagged)
+
+
+def _skops_lightgbm(flavor: dict[str, Any] | None) -> bool:
+    """LightGBM's scikit-learn API saved with skops: an sklearn estimator, loaded like one."""
+    return bool(flavor) and flavor.get("serialization_format") == "skops" and \
+        flavor.get("model_class", "lightgbm.basic.Booster") != "lightgbm.basic.Booster"
+
+
+def _load_estimator(path: Path, flavor: str, conf: dict[str, Any], policy: LoadPolicy) -> tuple[Any, tuple[str, ...]]:
+    """The estimator of an sklearn or lightgbm flavor: skops with the trust list, or (consented) pickle."""
+    if conf.get("serialization_format", "pickle") != "skops":  # reached only with consent
+        import mlflow.sklearn
+
+        with mlflow_pickle_flag(policy.allow_pickle):
+            return _guarded(path, lambda: mlflow.sklearn.load_model(str(path))), ()
+    default = "model.skops" if flavor == "sklearn" else "model.lgb"
+    model_file = path / str(conf.get("pickled_model" if flavor == "sklearn" else "data", default))
     try:
-        return sio.load(str(model_file), trusted=untrusted)
-    except Exception as exc:  # noqa: BLE001 - skops raises many types for corrupt files
-        raise ModelLoadError(f"{model_file}: cannot be loaded ({first_line(exc)})") from None
+        loaded = load_skops(model_file, policy.trusted_types)
+    except UntrustedTypesError as exc:
+        raise ModelLoadError(str(exc)) from None
+    return loaded.model, loaded.flagged
 
+
+def _load_pyfunc(path: Path, policy: LoadPolicy) -> Any:
+    import mlflow.pyfunc
+
+    from mlgate.serving.pyfunc_scores import wrap_pyfunc
+
+    with mlflow_pickle_flag(policy.allow_pickle), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # MLflow's hints about type hints on predict
+        return wrap_pyfunc(_guarded(path, lambda: mlflow.pyfunc.load_model(str(path))))
+
+
+def _guarded(path: Path, load: Any) -> Any:
+    try:
+        return load()
+    except Exception as exc:  # noqa: BLE001 - flavors raise many types; the caller needs one
+        raise ModelLoadError(f"{path}: cannot be loaded as an MLflow model ({first_line(exc)})") from None

@@ -28,7 +28,7 @@ from mlgate.serving.routing.routes import RouteTable, RouteTableError, initial_t
 from mlgate.serving.settings import ServingConfig
 from mlgate.serving.shadow.mirror import ShadowRunner
 from mlgate.serving.telemetry import ServerMetrics
-from mlgate.serving.variants import Variant, load_variant, with_positive_class
+from mlgate.serving.variants import Variant, variant_loader, with_positive_class
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class ServerState:
     """Everything the request handlers share; `routes` is the one reference a table change replaces."""
 
     def __init__(self, model_uris: Mapping[str, str], config: ServingConfig, metrics: ServerMetrics,
-                 loader: VariantLoader = load_variant, router: Router | None = None,
+                 loader: VariantLoader | None = None, router: Router | None = None,
                  routes: RouteTable | None = None, admin_token: str | None = None,
                  feedback_token: str | None = None) -> None:
         self.config, self.metrics, self.admin_token = config, metrics, admin_token
@@ -88,7 +88,7 @@ class ServerState:
         self.feedback = FeedbackJoin(metrics.routing, self.bandit, self.log, self.recent)
         self.routes = ActiveRoutes(initial_table(model_uris, routes))
         self.routes_source = "arguments"  # or "restored": which table the server started with
-        self._loader = loader
+        self._loader = loader or variant_loader(config)  # the config's pickle consent and trust list
         self._loaded: dict[tuple[str, str], Runtime] = {}
         self._failed: dict[tuple[str, str], str] = {}
         self._lock = asyncio.Lock()

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mlgate.gates.schema import StrictModel
+
+# The skops types a model file may contain when mlgate loads it (docs/ARCHITECTURE.md, "Safe model
+# loading"): a full type name, or a module prefix ending in ".". Some sklearn types on this list are ones
+# skops itself flags (e.g. HistGradientBoosting's TreePredictor); mlgate says which ones it trusted.
+DEFAULT_TRUSTED_TYPES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.", "pandas.")
 
 
 class MicroBatchConfig(StrictModel):
@@ -100,3 +105,18 @@ class ServingConfig(StrictModel):
     microbatch: MicroBatchConfig = MicroBatchConfig()
     prediction_log: PredictionLogConfig = PredictionLogConfig()
     routing: RoutingConfig = RoutingConfig()
+    # Pickle-based models (a cloudpickle PythonModel, an sklearn model saved with pickle, a flavor mlgate
+    # cannot vouch for) load only when this is true (or with `mlgate --allow-pickle`, MLGATE_ALLOW_PICKLE=1):
+    # unpickling runs whatever code the model file carries.
+    allow_pickle: bool = False
+    # skops types trusted in model files (sklearn flavor; lightgbm's sklearn API), see DEFAULT_TRUSTED_TYPES.
+    # E.g. add "lightgbm.sklearn.LGBMClassifier", "lightgbm.basic.Booster" for a Pipeline ending in LightGBM.
+    trusted_types: list[str] = Field(default_factory=lambda: list(DEFAULT_TRUSTED_TYPES))
+
+    @field_validator("trusted_types")
+    @classmethod
+    def _type_names(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not v or "." not in v or v.startswith(".") or any(c in v for c in "*? ")]
+        if bad:
+            raise ValueError(f"entries must be a full type name (module.Type) or a module prefix ending in '.': {bad}")
+        return value

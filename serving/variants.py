@@ -1,31 +1,27 @@
 """A served variant: one MLflow model URI loaded with its name, version, signature and predict calls.
 
-sklearn models are loaded through `mlgate.serving.loading` (skops with mlgate's allow-list), which keeps
-`predict_proba` available. Other flavors go through `mlflow.pyfunc`, which applies MLflow's own
-rule: models that need pickle load only when MLFLOW_ALLOW_PICKLE_DESERIALIZATION is set.
+Every model is loaded through `mlgate.serving.loading`: skops estimators with mlgate's trust list
+(`serving.trusted_types`), other flavors through `mlflow.pyfunc` with their scores where they have them,
+and nothing pickle-based unless `serving.allow_pickle` is set (MLflow's own default allows pickle).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from mlgate.gates.result import first_line
 from mlgate.serving.frames import build_frame, output_rows, split_rows
-from mlgate.serving.loading import (
-    ModelLoadError,
-    load_sklearn_model,
-    local_model_path,
-    read_mlmodel,
-    signature_inputs,
-)
+from mlgate.serving.loading import LoadPolicy, ModelLoadError, load_model, signature_inputs
+from mlgate.serving.settings import ServingConfig
 from mlgate.serving.validation import FeatureBatch, InputSchema
 
-# predict_scored: labels with the positive-class probability, as [label, score] rows (binary sklearn).
+# predict_scored: labels with the positive-class probability, as [label, score] rows (binary classifiers).
 PredictMethod = Literal["predict", "predict_proba", "predict_scored"]
 DEFAULT_VARIANT = "default"
 
@@ -47,19 +43,20 @@ class Variant:
     model: Any
     classes: tuple[Any, ...] | None = None
     positive_index: int = 1  # column of predict_proba logged as the score (binary classifiers)
+    skops_flagged: tuple[str, ...] = ()  # types skops flags that serving.trusted_types let through
 
     @property
     def strict_integers(self) -> bool:
         """pyfunc models enforce the signature themselves and refuse nulls in integer columns."""
-        return self.flavor != "sklearn"
+        return self.flavor == "python_function"
 
     @property
     def supports_proba(self) -> bool:
-        return self.flavor == "sklearn" and hasattr(self.model, "predict_proba")
+        return hasattr(self.model, "predict_proba") and self.classes is not None
 
     @property
     def scored(self) -> bool:
-        """A binary sklearn classifier: its positive-class probability is logged as the score."""
+        """A binary classifier with scores: its positive-class probability is logged as the score."""
         return self.supports_proba and self.classes is not None and len(self.classes) == 2
 
     @property
@@ -81,7 +78,8 @@ class Variant:
         """What /readyz and logs say about this variant."""
         return {"uri": self.uri, "version": self.version, "flavor": self.flavor,
                 "columns": list(self.schema.names) if self.schema else None,
-                "classes": list(self.classes) if self.classes is not None else None}
+                "classes": list(self.classes) if self.classes is not None else None,
+                "scores": self.supports_proba, "skops_flagged_types": list(self.skops_flagged)}
 
 
 def labels_with_scores(model: Any, frame: Any, positive_index: int) -> list[list[Any]]:
@@ -122,24 +120,24 @@ def parse_model_args(values: Sequence[str]) -> dict[str, str]:
     return models
 
 
-def load_variant(name: str, uri: str) -> Variant:
+def load_variant(name: str, uri: str, policy: LoadPolicy | None = None) -> Variant:
     """Fetch and load the model at `uri`; raise ModelLoadError naming the URI and the reason."""
     pinned_uri, registry_version = pin_registry_version(uri)
     if _SCHEME.match(uri) is None and not Path(uri).is_dir():
         raise ModelLoadError(f"{uri}: no such model directory")  # fail fast, without importing mlflow
-    path = local_model_path(pinned_uri)
-    meta = read_mlmodel(path)
-    if "sklearn" in (meta.get("flavors") or {}):
-        model, flavor = load_sklearn_model(str(path)).model, "sklearn"
-    else:
-        model, flavor = _load_pyfunc(path), "python_function"
-    version = registry_version or meta.get("run_id") or meta.get("model_id") or "local"
-    classes = getattr(model, "classes_", None) if flavor == "sklearn" else None
+    loaded = load_model(pinned_uri, policy)
+    version = registry_version or loaded.run_id or loaded.model_id or "local"
+    classes = getattr(loaded.model, "classes_", None)
     return Variant(
-        name=name, uri=uri, version=str(version), flavor=flavor,
-        schema=_input_schema(meta, uri), model=model,
-        classes=tuple(classes.tolist()) if classes is not None else None,
+        name=name, uri=uri, version=str(version), flavor=loaded.flavor,
+        schema=_input_schema({"signature": loaded.signature}, uri), model=loaded.model,
+        classes=tuple(classes.tolist()) if classes is not None else None, skops_flagged=loaded.flagged_types,
     )
+
+
+def variant_loader(config: ServingConfig) -> Callable[[str, str], Variant]:
+    """`load_variant` with the server's load policy (pickle consent, skops trust list)."""
+    return functools.partial(load_variant, policy=LoadPolicy.of(config))
 
 
 def pin_registry_version(uri: str) -> tuple[str, str | None]:
@@ -167,12 +165,3 @@ def _input_schema(meta: dict[str, Any], uri: str) -> InputSchema | None:
         return InputSchema.from_signature_inputs(inputs)
     except (ValueError, TypeError) as exc:
         raise ModelLoadError(f"{uri}: unsupported model signature ({exc})") from None
-
-
-def _load_pyfunc(path: Path) -> Any:
-    import mlflow.pyfunc
-
-    try:
-        return mlflow.pyfunc.load_model(str(path))
-    except Exception as exc:  # noqa: BLE001 - flavors raise many types; the caller needs one
-        raise ModelLoadError(f"{path}: cannot be loaded as a pyfunc model ({first_line(exc)})") from None

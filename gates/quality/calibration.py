@@ -11,11 +11,19 @@ from mlgate.gates.stats import Predictions, expected_calibration_error
 
 
 def calibration_checks(
-    task: str, y: np.ndarray, candidate: Predictions, baseline: Predictions | None, config: CalibrationConfig
+    task: str, y: np.ndarray, candidate: Predictions, baseline: Predictions | None, config: CalibrationConfig,
+    unscored: tuple[str, str] = ("", ""),
 ) -> list[Check]:
-    """`calibration.ece` for classifiers, `calibration.brier` for binary ones when a ceiling is set."""
+    """`calibration.ece` for classifiers, `calibration.brier` for binary ones when a ceiling is set; SKIP
+    when the candidate gives labels only (`unscored`: the candidate's and the baseline's reasons)."""
     if task == "regression":
         return [Check("calibration", Status.SKIP, None, "a classifier", "calibration applies to classifiers only")]
+    candidate_none, baseline_none = unscored
+    if candidate_none:
+        reason = f"calibration needs predicted probabilities; the candidate gives labels only: {candidate_none}"
+        return [Check("calibration", Status.SKIP, None, "a classifier with probabilities", reason)]
+    if baseline_none:
+        baseline = None  # shown beside the candidate only when it has probabilities
     checks = [ece_check(y, candidate, baseline, config)]
     if task == "binary" and config.max_brier is not None:
         checks.append(brier_check(y, candidate, baseline, config.max_brier))

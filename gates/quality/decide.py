@@ -21,6 +21,7 @@ from mlgate.gates.quality.model_comparison import (
     MetricComparison,
     compare_models,
     comparison_details,
+    labels_only,
     metric_value,
     p_text,
 )
@@ -42,6 +43,7 @@ class Baseline:
     predictions: Predictions
     run_id: str | None = None
     lineage: dict[str, str] = field(default_factory=dict)
+    no_scores: str = ""  # why this model gives labels only ("" when it has probabilities)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "uri": self.uri, "run_id": self.run_id,
@@ -50,7 +52,9 @@ class Baseline:
 
 @dataclass(frozen=True)
 class QualityInputs:
-    """Everything the gate judges. Binary labels are 0/1 (1 = positive class), scores are P(y=1)."""
+    """Everything the gate judges. Binary labels are 0/1 (1 = positive class), scores are P(y=1).
+    `candidate_no_scores` (and the baseline's `no_scores`) say why a model gives labels only: metrics
+    that need probabilities are then SKIP with that reason."""
 
     task: str
     y_test: np.ndarray
@@ -61,6 +65,11 @@ class QualityInputs:
     slice_frame: pd.DataFrame | None = None
     y_train: np.ndarray | None = None
     candidate_train: Predictions | None = None
+    candidate_no_scores: str = ""
+
+    @property
+    def baseline_no_scores(self) -> str:
+        return self.baseline.no_scores if self.baseline is not None else ""
 
 
 def check(inputs: QualityInputs, config: QualityGateConfig) -> GateResult:
@@ -72,18 +81,20 @@ def check(inputs: QualityInputs, config: QualityGateConfig) -> GateResult:
     for name, rule in config.metrics.items():
         checks += metric_checks(name, rule, inputs, comparisons.get(name), absent)
     base = inputs.baseline.predictions if inputs.baseline else None
+    unscored = (inputs.candidate_no_scores, inputs.baseline_no_scores)
     checks += slice_checks(inputs.task, inputs.y_test, inputs.candidate, base, inputs.missing_baseline,
-                           inputs.slice_frame, config, absent)
+                           inputs.slice_frame, config, absent, unscored)
     checks += gap_checks(inputs.task, inputs.y_train, inputs.candidate_train, inputs.y_test, inputs.candidate,
-                         config.max_gap)
-    checks += calibration_checks(inputs.task, inputs.y_test, inputs.candidate, base, config.calibration)
+                         config.max_gap, inputs.candidate_no_scores)
+    checks += calibration_checks(inputs.task, inputs.y_test, inputs.candidate, base, config.calibration, unscored)
     return GateResult.from_checks(GATE, checks, time.perf_counter() - started)
 
 
 def _comparisons(inputs: QualityInputs, config: QualityGateConfig) -> dict[str, MetricComparison]:
     if inputs.baseline is None:
         return {}
-    valid = [m for m in config.metrics if _rule_problem(m, config.metrics[m], inputs.task) is None]
+    valid = [m for m in config.metrics if _rule_problem(m, config.metrics[m], inputs.task) is None
+             and not labels_only(m, inputs.candidate_no_scores, inputs.baseline_no_scores)]
     return compare_models(valid, inputs.y_test, inputs.candidate, inputs.baseline.predictions, config.bootstrap)
 
 
@@ -109,16 +120,29 @@ def metric_checks(
     problem = _rule_problem(name, rule, inputs.task)
     if problem:
         return [Check(f"metric.{name}", Status.ERROR, None, "a valid metric rule", problem)]
+    if skipped := labels_only(name, inputs.candidate_no_scores):
+        return _labels_only_checks(name, rule, skipped)
     value = _candidate_value(name, inputs, comparison)
     checks = [absolute_check(name, rule, value)] if rule.min_absolute is not None else []
     if inputs.baseline is None:
         reason = f"{name}: no comparison, {inputs.missing_baseline}"
         details = {"candidate": value} if isinstance(value, float) else {}
         return [*checks, Check(f"metric.{name}.vs_baseline", absent, None, _relative_rule(rule), reason, details)]
+    if skipped := labels_only(name, "", inputs.baseline_no_scores):
+        details = {"candidate": value} if isinstance(value, float) else {}
+        return [*checks, Check(f"metric.{name}.vs_baseline", Status.SKIP, None, _relative_rule(rule),
+                               f"{name}: no comparison, {skipped}", details)]
     if comparison is None:
         return [*checks, Check(f"metric.{name}.vs_baseline", Status.ERROR, None, _relative_rule(rule),
                                f"{name}: the comparison with the baseline was not computed")]
     return [*checks, relative_check(name, rule, comparison)]
+
+
+def _labels_only_checks(name: str, rule: MetricThreshold, reason: str) -> list[Check]:
+    """SKIP for the floor (when set) and the comparison: the metric does not apply to a labels-only model."""
+    floor = ([Check(f"metric.{name}.absolute", Status.SKIP, None, f"{name} floor {rule.min_absolute}", reason)]
+             if rule.min_absolute is not None else [])
+    return [*floor, Check(f"metric.{name}.vs_baseline", Status.SKIP, None, _relative_rule(rule), reason)]
 
 
 def _candidate_value(name: str, inputs: QualityInputs, comparison: MetricComparison | None) -> float | str:

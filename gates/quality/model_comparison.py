@@ -47,6 +47,23 @@ class MetricComparison:
         return method_label(self.metric)
 
 
+def needs_scores(metric: str) -> bool:
+    """`metric` needs predicted probabilities (ROC/PR AUC, log loss, Brier), not just labels."""
+    spec = METRICS.get(metric)
+    return spec is not None and spec.needs in ("scores", "proba")
+
+
+def labels_only(metric: str, candidate_no_scores: str, baseline_no_scores: str = "") -> str:
+    """Why `metric` does not apply ("" when it does): it needs scores and a model gives labels only."""
+    if not needs_scores(metric):
+        return ""
+    if candidate_no_scores:
+        return f"{metric} needs predicted probabilities; the candidate gives labels only: {candidate_no_scores}"
+    if baseline_no_scores:
+        return f"{metric} needs predicted probabilities; the baseline gives labels only: {baseline_no_scores}"
+    return ""
+
+
 def metric_value(metric: str, y_true: np.ndarray, predictions: Predictions) -> float:
     """The metric on one model's predictions. Raises ValueError when it cannot be computed."""
     spec = METRICS[metric]

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlgate.gates.quality.model_comparison import metric_value
+from mlgate.gates.quality.model_comparison import labels_only, metric_value
 from mlgate.gates.result import Check, Status
 from mlgate.gates.stats import METRICS, Predictions
 
 
 def gap_checks(
     task: str, y_train: np.ndarray | None, train: Predictions | None, y_test: np.ndarray, test: Predictions,
-    max_gap: dict[str, float],
+    max_gap: dict[str, float], no_scores: str = "",
 ) -> list[Check]:
-    """`gap.<metric>`: train value minus holdout value (in the metric's good direction) <= max_gap."""
-    return [gap_check(task, metric, limit, y_train, train, y_test, test) for metric, limit in max_gap.items()]
+    """`gap.<metric>`: train value minus holdout value (in the metric's good direction) <= max_gap; SKIP
+    for a metric that needs probabilities when the candidate gives labels only (`no_scores`: why)."""
+    checks = []
+    for metric, limit in max_gap.items():
+        if reason := labels_only(metric, no_scores):
+            checks.append(Check(f"gap.{metric}", Status.SKIP, None, f"train - holdout <= {limit:.3f}", reason))
+        else:
+            checks.append(gap_check(task, metric, limit, y_train, train, y_test, test))
+    return checks
 
 
 def gap_check(

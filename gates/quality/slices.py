@@ -23,6 +23,7 @@ from mlgate.gates.quality.model_comparison import (
     MetricComparison,
     compare_models,
     comparison_details,
+    labels_only,
     metric_value,
     p_text,
 )
@@ -110,9 +111,11 @@ class _Judged:
 
 def slice_checks(
     task: str, y: np.ndarray, candidate: Predictions, baseline: Predictions | None, missing_baseline: str,
-    frame: pd.DataFrame | None, config: QualityGateConfig, absent: Status,
+    frame: pd.DataFrame | None, config: QualityGateConfig, absent: Status, unscored: tuple[str, str] = ("", ""),
 ) -> list[Check]:
-    """One check per judged slice x metric and a `slices` summary listing the worst slices."""
+    """One check per judged slice x metric and a `slices` summary listing the worst slices. A metric that
+    needs probabilities is one SKIP check when a model gives labels only (`unscored`: the candidate's
+    and the baseline's reasons)."""
     cfg = config.slices
     if not cfg.categorical and not cfg.numeric:
         return []
@@ -126,18 +129,23 @@ def slice_checks(
     if unruled:
         return [Check("slices", Status.ERROR, None, "slice metrics with rules",
                       f"gates.quality.slices.metrics {unruled} have no rule under gates.quality.metrics")]
+    skipped = [Check(f"slice.{m}", Status.SKIP, None, "per-slice comparison", reason)
+               for m in cfg.metrics if (reason := labels_only(m, *unscored))]
+    metrics = [m for m in cfg.metrics if not labels_only(m, *unscored)]
+    if not metrics:
+        return skipped
     large = [s for s in slices if s.mask.sum() >= cfg.min_slice_size]
     small = {s.name: int(s.mask.sum()) for s in slices if s.mask.sum() < cfg.min_slice_size}
     if baseline is None:
-        values = _candidate_values(large, y, candidate, cfg.metrics)
-        return [Check("slices", absent, None, "per-slice comparison with the baseline",
-                      f"slices not compared: {missing_baseline}", {"candidate": values, "too_small": small})]
+        values = _candidate_values(large, y, candidate, metrics)
+        return [*skipped, Check("slices", absent, None, "per-slice comparison with the baseline",
+                                f"slices not compared: {missing_baseline}", {"candidate": values, "too_small": small})]
     classes = task != "regression"
     judged = [_Judged(s, _compare(s, m, y, candidate, baseline, config), config.metrics[m],
                       classes and np.unique(y[s.mask]).size < 2)
-              for s in large for m in cfg.metrics]
+              for s in large for m in metrics]
     checks = _judge(judged, config)
-    return [*checks, _summary(checks, judged, small, config)]
+    return [*skipped, *checks, _summary(checks, judged, small, config, len(metrics))]
 
 
 def _compare(s: Slice, metric: str, y, candidate, baseline, config: QualityGateConfig) -> MetricComparison:
@@ -197,7 +205,8 @@ def _slice_check(j: _Judged, adjusted: tuple[float, float] | None, alpha: float,
     return Check(name, status, interval.estimate, expected, message, details)
 
 
-def _summary(checks: list[Check], judged: list[_Judged], small: dict[str, int], config: QualityGateConfig) -> Check:
+def _summary(checks: list[Check], judged: list[_Judged], small: dict[str, int], config: QualityGateConfig,
+             n_metrics: int) -> Check:
     cfg = config.slices
     expected = f"every slice with n >= {cfg.min_slice_size} non-inferior (Holm-corrected)"
     if not checks:
@@ -208,8 +217,8 @@ def _summary(checks: list[Check], judged: list[_Judged], small: dict[str, int], 
     ranked = sorted((c for c in checks if c.observed is not None), key=_badness, reverse=True)
     listed = [_listing(c) for c in ranked[: cfg.max_listed]]
     worst_text = f"; worst: {listed[0]['message']}" if listed else ""
-    message = (f"{len(checks)} slice comparisons ({len(judged) // max(len(cfg.metrics), 1)} slices x "
-               f"{len(cfg.metrics)} metrics): " + ", ".join(f"{n} {v}" for v, n in counts.items()) + worst_text)
+    message = (f"{len(checks)} slice comparisons ({len(judged) // max(n_metrics, 1)} slices x "
+               f"{n_metrics} metrics): " + ", ".join(f"{n} {v}" for v, n in counts.items()) + worst_text)
     details = {"worst": listed, "too_small": small, "counts": counts, "inconclusive_status": cfg.inconclusive}
     return Check("slices", worst(c.status for c in checks), len(checks), expected, message, details)
 

@@ -26,22 +26,31 @@ _RUN_TRAIN = "run `mlgate train` (dvc stage train) first"
 
 def candidate_location(ctx: RunContext, given: str | None) -> str:
     """The candidate's MLflow model URI or directory: `given`, else train.model_dir; UsageError when a
-    directory holds no MLmodel file."""
+    directory holds no MLmodel file, or a pickle-based model without the user's consent."""
+    from mlgate.serving.loading import LoadPolicy, ModelLoadError, check_pickle_consent, read_mlmodel
+
     uri = given or str(ctx.path(ctx.params.train.model_dir))
-    if "://" not in uri and not uri.startswith("models:/") and not (Path(uri) / "MLmodel").is_file():
+    local = "://" not in uri and not uri.startswith("models:/")
+    if local and not (Path(uri) / "MLmodel").is_file():
         raise UsageError(f"candidate model: {uri} is not an MLflow model directory; {_RUN_TRAIN}")
+    if local:
+        try:
+            check_pickle_consent(Path(uri), read_mlmodel(Path(uri)), LoadPolicy.of(ctx.params.serving))
+        except ModelLoadError as exc:
+            raise UsageError(f"candidate model: {exc}") from None
     return uri
 
 
 def load_candidate(ctx: RunContext, given: str | None) -> LoadedModel:
-    """The candidate loaded for offline predictions; UsageError naming the model when it cannot be."""
-    from mlgate.serving.loading import ModelLoadError, load_sklearn_model
+    """The candidate loaded for offline predictions (any MLflow flavor, serving's load policy);
+    UsageError naming the model when it cannot be."""
+    from mlgate.serving.loading import LoadPolicy, ModelLoadError, load_model
 
     uri = candidate_location(ctx, given)
     try:
-        return load_sklearn_model(uri)
+        return load_model(uri, LoadPolicy.of(ctx.params.serving))
     except ModelLoadError as exc:
-        raise UsageError(f"candidate model: {exc}; {_RUN_TRAIN}") from None
+        raise UsageError(f"candidate model: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -94,17 +103,17 @@ def find_baseline(ctx: RunContext, alias: str) -> Baseline:
 def load_baseline(ctx: RunContext, baseline: Baseline) -> Baseline:
     """`baseline` with its model loaded and its lineage read; `failed` when the model cannot be loaded."""
     from mlgate.pipelines import mlflow_io as registry
-    from mlgate.serving.loading import ModelLoadError, load_sklearn_model
+    from mlgate.serving.loading import LoadPolicy, ModelLoadError, load_model
 
     if not baseline.usable:
         return baseline
     assert baseline.ref is not None
     try:
         registry.client(ctx.tracking_uri)  # models:/ URIs resolve against the current tracking URI
-        model = load_sklearn_model(baseline.ref.uri).model
+        loaded = load_model(baseline.ref.uri, LoadPolicy.of(ctx.params.serving))
     except ModelLoadError as exc:
         return baseline.unusable(f"baseline {baseline.ref.uri} cannot be loaded: {exc}")
-    return dataclasses.replace(baseline, model=model, lineage=_lineage(ctx.tracking_uri, baseline.ref))
+    return dataclasses.replace(baseline, model=loaded.model, lineage=_lineage(ctx.tracking_uri, baseline.ref))
 
 
 def _lineage(tracking_uri: str, ref: ModelVersionRef) -> dict[str, str]:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from mlgate.gates.result import ExitCode
 from mlgate.pipelines import console
 from mlgate.pipelines.errors import MlgateError
+from mlgate.pipelines.pickle_consent import pickle_policy
 
 # Each module registers one or more subcommands. Checked when the parser is built (like pluggy).
 COMMANDS: tuple[str, ...] = (
@@ -46,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="mlgate", description="CI/CD gates and rollout for ML models.")
     parser.add_argument("--version", action="version", version=f"mlgate {mlgate.__version__}")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="let this run load pickle-based models (runs code from the model file; "
+                             "also MLGATE_ALLOW_PICKLE=1 or serving.allow_pickle in params.yaml)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for module_name in COMMANDS:
@@ -69,7 +73,8 @@ def add_tracking_argument(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return int(args.handler(args))
+        with pickle_policy(args.allow_pickle):  # MLflow's pickle flag for this process and its children
+            return int(args.handler(args))
     except MlgateError as exc:
         console.error(str(exc))
         return int(exc.exit_code)

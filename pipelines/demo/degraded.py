@@ -87,9 +87,7 @@ def plan_degradation(task: str, labels: pd.Series, champion_out: np.ndarray, cla
 def degrade_champion(ctx: RunContext, margin: float, out_dir: Path) -> tuple[Path, Degradation]:
     """Save the degraded wrapper of the current champion to `out_dir`; the harm measured on the holdout.
     Returns the champion's model directory and the degradation."""
-    import mlflow.pyfunc
-
-    from mlgate.serving.loading import local_model_path
+    from mlgate.serving.loading import LoadPolicy, load_model, local_model_path
 
     name, uri = ctx.params.model.name, ctx.tracking_uri
     champion = registry.version_by_alias(uri, name, registry.CHAMPION)
@@ -100,7 +98,8 @@ def degrade_champion(ctx: RunContext, margin: float, out_dir: Path) -> tuple[Pat
     features, labels = holdout[ctx.params.data.features], holdout[ctx.params.model.target]
     ints = features.select_dtypes(include="integer").columns  # the signature declares them as doubles
     features = features.astype({c: "float64" for c in ints})
-    champion_model = mlflow.pyfunc.load_model(str(base))
+    policy = LoadPolicy.of(ctx.params.serving)  # never MLflow's own loader: it would allow pickle
+    champion_model = load_model(str(base), policy).model
     champion_out = np.asarray(champion_model.predict(features))
     task, metric = ctx.params.model.task, canary_metric(ctx.params.model.task)
     classes = sorted(pd.unique(labels).tolist(), key=str) if task != "regression" else []
@@ -109,7 +108,7 @@ def degrade_champion(ctx: RunContext, margin: float, out_dir: Path) -> tuple[Pat
         save_faulty_model(base, out_dir, faults)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # MLflow's hint about type hints on predict
-            degraded_out = np.asarray(mlflow.pyfunc.load_model(str(out_dir)).predict(features))
+            degraded_out = np.asarray(load_model(str(out_dir), policy).model.predict(features))
         result = Degradation(metric, _score(metric, labels, champion_out), _score(metric, labels, degraded_out),
                              margin, faults)
         if result.margins >= DEGRADE_FACTOR or faults.perturb_share >= MAX_SHARE:

@@ -1,9 +1,11 @@
 """`mlgate register`: the candidate that passed the gates becomes a registered version (DESIGN §5).
 
 Refused unless reports/verdict.json passed (PASS or WARN) and belongs to this exact model: the digest of
-models/candidate, the gated parameters and reports/report.md must all be the ones the verdict recorded.
-The training run's logged model is registered with lineage tags, the reports are attached to the run,
-and the version gets alias `challenger` and `mlgate.stage=candidate`.
+models/candidate, the gated parameters and reports/report.md must all be the ones the verdict recorded
+(and the verdict passes only when every gate judged that digest). Exactly that model is registered: the
+training run's logged model when its files have the judged digest, else the directory logged to a new
+run (registry/model_source.py). The version is tagged with lineage and `mlgate.model_digest`, the
+reports are attached to the run, and the version gets alias `challenger` and `mlgate.stage=candidate`.
 """
 
 from __future__ import annotations
@@ -11,15 +13,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mlgate.gates.result import Status
 from mlgate.pipelines import mlflow_io as registry
 from mlgate.pipelines.context import RunContext
-from mlgate.pipelines.errors import GateRefused, UsageError
+from mlgate.pipelines.errors import GateRefused
 from mlgate.pipelines.files import write_text_atomic
-from mlgate.pipelines.lineage import TAG_PREFIX, directory_digest
+from mlgate.pipelines.lineage import TAG_PREFIX, model_digest
 from mlgate.pipelines.registry.approval import REPORT_DIGEST_TAG
+from mlgate.pipelines.registry.model_source import judged_model_source
 from mlgate.pipelines.report.verdict import (
     REPORT_HTML,
     REPORT_MD,
@@ -41,6 +43,7 @@ class Registration:
     version: registry.ModelVersionRef
     created: bool
     artifacts: list[str]
+    logged_now: bool = False  # the judged directory was logged to a new run (not the training run's model)
 
 
 def check_registrable(record: VerdictRecord, model_digest: str | None, params_md5: str, report_digest: str) -> None:
@@ -60,25 +63,9 @@ def check_registrable(record: VerdictRecord, model_digest: str | None, params_md
                           f"verdict {str(record.report_digest)[:12]}); re-run `mlgate verdict`")
 
 
-def read_train_run(path: Path, tracking_uri: str) -> dict[str, Any]:
-    """reports/train_run.json: the run and logged model to register; it must live in this tracking store."""
-    try:
-        run = json.loads(path.read_text(encoding="utf-8"))
-        run_id, model_uri = str(run["run_id"]), str(run["model_uri"])
-    except FileNotFoundError:
-        raise UsageError(f"{path}: not found; run `mlgate train` (or `dvc repro`) first") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UsageError(f"{path}: malformed training record ({type(exc).__name__}: {exc})") from None
-    logged_to = run.get("tracking_uri")
-    if logged_to and logged_to != tracking_uri:
-        raise UsageError(f"{path}: run {run_id} was logged to {logged_to}, not to {tracking_uri}; re-run "
-                         "`dvc repro --force` with MLFLOW_TRACKING_URI set to the registry you register into")
-    return {**run, "run_id": run_id, "model_uri": model_uri}
-
-
-def version_tags(run: dict[str, Any], record: VerdictRecord) -> dict[str, str]:
-    """Lineage of the model (from its training run) plus the verdict that admitted it (DESIGN §5)."""
-    lineage = run.get("tags") or {}
+def version_tags(lineage: dict[str, str], record: VerdictRecord) -> dict[str, str]:
+    """Lineage of the model (the tags of the run it is registered from) plus the verdict that admitted it
+    and the digest of the model it judged (DESIGN §5)."""
     tags = {TAG_PREFIX + k: str(lineage[TAG_PREFIX + k]) for k in _LINEAGE_KEYS if TAG_PREFIX + k in lineage}
     tags.setdefault(TAG_PREFIX + "params_md5", str(record.raw.get("params_md5", "")))
     tags.setdefault(TAG_PREFIX + "git_sha", str(record.raw.get("git_sha", "")))
@@ -101,17 +88,16 @@ def attach_reports(tracking_uri: str, run_id: str, reports_dir: Path) -> list[st
     return attached
 
 
-def existing_version(tracking_uri: str, name: str, run_id: str, tags: dict[str, str]) -> registry.ModelVersionRef | None:
-    """A still-candidate version of this run with the same model and report (a re-run CD job)."""
+def existing_version(tracking_uri: str, name: str, record: VerdictRecord) -> registry.ModelVersionRef | None:
+    """A still-candidate version of this model digest and report (a re-run CD job)."""
     from mlflow.exceptions import MlflowException
 
     try:
-        found = registry.versions_of_run(tracking_uri, name, run_id)
+        found = registry.versions_tagged(tracking_uri, name, MODEL_DIGEST_TAG, str(record.model_digest))
     except MlflowException:
         return None
     for ref in found:
-        same = all(ref.tags.get(k) == tags[k] for k in (MODEL_DIGEST_TAG, REPORT_DIGEST_TAG))
-        if same and ref.tags.get(TAG_PREFIX + "stage") == "candidate":
+        if ref.tags.get(REPORT_DIGEST_TAG) == record.report_digest and ref.tags.get(TAG_PREFIX + "stage") == "candidate":
             return ref
     return None
 
@@ -123,20 +109,23 @@ def register_candidate(ctx: RunContext) -> Registration:
         raise GateRefused(f"{verdict_path}: no verdict; run `dvc repro` (or `mlgate verdict`) before registering")
     record = read_verdict(verdict_path)
     model_dir = ctx.path(ctx.params.train.model_dir)
-    digest = directory_digest(model_dir) if model_dir.is_dir() else None
+    digest = model_digest(model_dir) if model_dir.is_dir() else None
     report = reports / REPORT_MD
     check_registrable(record, digest, gated_params_md5(ctx.params), file_sha256(report) if report.is_file() else "")
-    run = read_train_run(reports / "train_run.json", ctx.tracking_uri)
-    tags = version_tags(run, record)
+    assert digest is not None  # check_registrable refuses a missing model
     name = ctx.params.model.name
-    ref = existing_version(ctx.tracking_uri, name, run["run_id"], tags)
-    created = ref is None
+    ref = existing_version(ctx.tracking_uri, name, record)
+    created, logged_now = ref is None, False
     if ref is None:
-        ref = registry.register_version(ctx.tracking_uri, name, run["model_uri"], tags)
-    artifacts = attach_reports(ctx.tracking_uri, run["run_id"], reports)
+        source = judged_model_source(ctx, digest)
+        ref = registry.register_version(ctx.tracking_uri, name, source.model_uri, version_tags(source.lineage, record))
+        run_id, logged_now = source.run_id, source.logged_now
+    else:
+        run_id = str(ref.run_id)
+    artifacts = attach_reports(ctx.tracking_uri, run_id, reports)
     registry.set_alias(ctx.tracking_uri, name, registry.CHALLENGER, ref.version)
-    _write_registration(reports / REGISTRATION_FILE, ref, run["run_id"])
-    return Registration(registry.get_version(ctx.tracking_uri, name, ref.version), created, artifacts)
+    _write_registration(reports / REGISTRATION_FILE, ref, run_id)
+    return Registration(registry.get_version(ctx.tracking_uri, name, ref.version), created, artifacts, logged_now)
 
 
 def _write_registration(path: Path, ref: registry.ModelVersionRef, run_id: str) -> None:

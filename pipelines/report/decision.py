@@ -15,7 +15,8 @@ from mlgate.gates.result import GateResult, Status
 
 @dataclass(frozen=True)
 class Candidate:
-    """The model the verdict is about, identified by the digest of its directory."""
+    """The model the verdict is about (train.model_dir), identified by the content digest of its files;
+    `run_id` and `model_uri` name its training run when it came from one."""
 
     name: str
     model_dir: str
@@ -63,4 +64,5 @@ class Verdict:
 
 def gate_summary(result: GateResult) -> dict[str, Any]:
     counts = {str(s): len(result.by_status(s)) for s in Status}
-    return {"status": str(result.status), "duration_s": round(result.duration_s, 3), "checks": counts}
+    summary = {"status": str(result.status), "duration_s": round(result.duration_s, 3), "checks": counts}
+    return summary | ({"subject": result.subject.to_dict()} if result.subject else {})

@@ -17,6 +17,7 @@ from mlgate.pipelines.report.markdown import (
     ci_text,
     fmt,
     headline,
+    judged_text,
     metric_deltas,
 )
 
@@ -84,6 +85,7 @@ def _summary(verdict: Verdict, report_digest: str) -> str:
     c = verdict.candidate
     items = [f"Candidate: <code>{_e(c.name)}</code> in <code>{_e(c.model_dir)}</code>, digest "
              f"<code>{_e(c.digest or 'missing')}</code>" + (f", run <code>{_e(c.run_id)}</code>" if c.run_id else ""),
+             f"Judged: {_e(judged_text(verdict.results))}",
              f"Production: {_e(baseline_text(verdict.baseline, verdict.results))}",
              f"git <code>{_e(verdict.git_sha)}</code>{' (uncommitted changes)' if verdict.git_dirty else ''}, "
              f"params md5 <code>{_e(verdict.params_md5)}</code>",

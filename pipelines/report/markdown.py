@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlgate.gates.result import Check, GateResult, Status
+from mlgate.pipelines.report.identity import baseline_name, judged_summary
 
 if TYPE_CHECKING:
     from mlgate.pipelines.report.decision import Verdict
@@ -178,8 +179,22 @@ def _models_section(verdict: Verdict) -> str:
     lines = ["### Models compared",
              f"- **Candidate**: `{c.name}` in `{c.model_dir}` (digest {digest}){run}; "
              f"git `{verdict.git_sha[:12]}`{dirty}, params md5 `{verdict.params_md5[:12]}`",
+             f"- **Judged**: {judged_text(verdict.results)}",
              f"- **Production**: {baseline_text(verdict.baseline, verdict.results)}"]
     return "\n".join(lines)
+
+
+def judged_text(results: dict[str, GateResult]) -> str:
+    """Which model each gate judged (URI and digest) and the baseline version it compared with."""
+    rows = judged_summary(results)
+    if not rows:
+        return "no gate recorded the model it judged"
+    parts = []
+    for gates, uri, digest, base in rows:
+        against = "" if base is None else f" against alias `{base.alias}`: no version" if base.version is None \
+            else f" against `{base.name}` {baseline_name(base.version, base.digest)}"
+        parts.append(f"{gates} judged `{_cell(uri)}` (digest `{digest[:12]}`){against}")
+    return "; ".join(parts)
 
 
 def baseline_text(baseline: dict[str, Any] | None, results: dict[str, GateResult]) -> str:
@@ -196,6 +211,8 @@ def baseline_text(baseline: dict[str, Any] | None, results: dict[str, GateResult
         parts.append(f"run `{baseline['run_id']}`")
     if sha:
         parts.append(f"git `{sha}`")
+    if baseline.get("digest"):
+        parts.append(f"digest `{str(baseline['digest'])[:12]}`")
     return ", ".join(parts)
 
 

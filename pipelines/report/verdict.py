@@ -1,28 +1,36 @@
 """Stage `verdict`: read every gate result, decide, write reports/verdict.json, report.md, report.html.
 
 The verdict is the worst gate status. A gate whose result file is missing or unreadable is ERROR,
-never PASS. The files are always written first; the command's exit code follows (DESIGN §3).
+never PASS, and so is a set of results that did not judge one model, the candidate as it is now
+(report/identity.py, DESIGN §5). The files are always written first; the command's exit code follows
+(DESIGN §3).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from mlgate.gates.result import Check, GateResult, Status, worst
 from mlgate.pipelines.errors import UsageError
 from mlgate.pipelines.files import write_text_atomic
-from mlgate.pipelines.lineage import directory_digest, git_state
+from mlgate.pipelines.lineage import git_state, model_digest
 from mlgate.pipelines.params import Params
 from mlgate.pipelines.report.decision import Candidate, Verdict
 from mlgate.pipelines.report.html import render_html
+from mlgate.pipelines.report.identity import identity_problems
 from mlgate.pipelines.report.markdown import render_markdown
 
 # The offline gates of dvc.yaml, in pipeline order. Each must have left a result; others found are added.
 EXPECTED_GATES: tuple[str, ...] = ("data", "quality", "edge_cases", "latency")
+# The gates among them that judge the candidate model: each result must name the model it judged.
+MODEL_GATES: tuple[str, ...] = ("quality", "edge_cases", "latency")
 VERDICT_FILE, REPORT_MD, REPORT_HTML = "verdict.json", "report.md", "report.html"
 # Sections that cannot change a verdict: editing them does not make a verdict stale.
 NOT_GATED_SECTIONS = ("rollout", "approvals")
@@ -35,7 +43,7 @@ def read_gate_result(base_dir: Path, path: Path, name: str) -> GateResult:
                                       f"(run `mlgate gate {name}` or `dvc repro`)", name="result_file")
     try:
         result = GateResult.read(base_dir / path)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return GateResult.error(name, f"{path}: not a gate result ({type(exc).__name__}: {exc})", name="result_file")
     if result.gate != name:
         return GateResult.error(name, f"{path}: holds the result of gate '{result.gate}', not '{name}'",
@@ -53,7 +61,7 @@ def _consistent(result: GateResult, path: Path) -> GateResult:
         return result
     note = Check("result_file", status, str(result.status), f"gate status = worst check ({status})",
                  f"{path}: recorded status {result.status} is milder than its checks; using {status}")
-    return GateResult(result.gate, status, (*result.checks, note), result.duration_s, result.artifacts)
+    return dataclasses.replace(result, status=status, checks=(*result.checks, note))
 
 
 def collect_results(base_dir: Path, expected: tuple[str, ...] = EXPECTED_GATES) -> dict[str, GateResult]:
@@ -69,11 +77,14 @@ def collect_results(base_dir: Path, expected: tuple[str, ...] = EXPECTED_GATES) 
 
 
 def find_baseline(results: dict[str, GateResult]) -> dict[str, Any] | None:
-    """The production model a gate compared against: details of the first decided `baseline` check."""
+    """The production model a gate compared against: details of the first decided `baseline` check,
+    with the digest of its files when the gate recorded it."""
     for name, result in results.items():
         for check in result.checks:
             if check.name == "baseline" and check.details.get("version") is not None:
-                return {"gate": name, **check.details}
+                judged = result.subject.baseline if result.subject else None
+                digest = {"digest": judged.digest} if judged and judged.version == str(check.details["version"]) else {}
+                return {"gate": name, **check.details, **digest}
     return None
 
 
@@ -92,15 +103,25 @@ def gated_params_md5(params: Params) -> str:
 
 
 def find_candidate(params: Params, base_dir: Path) -> tuple[Candidate, tuple[str, ...]]:
-    """The candidate model directory's digest and training run; problems when the model is missing."""
+    """The candidate model directory's digest, and its training run when the model came from it (its
+    MLmodel names that run); problems when the model is missing."""
     model_dir = base_dir / params.train.model_dir
     run = _read_json(base_dir / "reports" / "train_run.json") or {}
     if not model_dir.is_dir() or not any(model_dir.iterdir()):
         problem = f"{params.train.model_dir}: candidate model directory not found (run `mlgate train`)"
         return Candidate(params.model.name, params.train.model_dir, None), (problem,)
-    digest = directory_digest(model_dir)
-    return Candidate(params.model.name, params.train.model_dir, digest, run.get("run_id"),
+    if run.get("run_id") is None or _mlmodel_run_id(model_dir) != run["run_id"]:
+        run = {}  # an own model, or one that replaced the trained one: no training run to name
+    return Candidate(params.model.name, params.train.model_dir, model_digest(model_dir), run.get("run_id"),
                      run.get("model_uri")), ()
+
+
+def _mlmodel_run_id(model_dir: Path) -> str | None:
+    try:
+        meta = yaml.safe_load((model_dir / "MLmodel").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return meta.get("run_id") if isinstance(meta, dict) else None
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -114,6 +135,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 def build_verdict(params: Params, base_dir: Path) -> Verdict:
     results = collect_results(base_dir)
     candidate, problems = find_candidate(params, base_dir)
+    problems += tuple(identity_problems(results, MODEL_GATES, candidate.model_dir, candidate.digest))
     sha, dirty = git_state(base_dir)
     return Verdict(decide(results, problems), results, candidate, params.digest(), gated_params_md5(params),
                    sha, dirty, find_baseline(results), problems)

@@ -135,9 +135,9 @@ def _problem(response: httpx.Response) -> str:
     try:
         body = response.json()
         error = body.get("error", body) if isinstance(body, dict) else body
-        return str(error.get("message", error) if isinstance(error, dict) else error)[:300]
+        return str(error.get("message", error) if isinstance(error, dict) else error)[:600]
     except ValueError:
-        return response.text[:300]
+        return response.text[:600]
 
 
 def _hint(status: int) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from mlgate.serving.pickle_guard import MLFLOW_FLAG
 from mlgate.serving.routing.routes import RouteTable, table_json
 from mlgate.serving.runtime.probe import ServerStartError, free_port, wait_until_ready
 from mlgate.serving.settings import ServingConfig
@@ -105,7 +106,9 @@ class ServerProcess:
         return path
 
     def _child_env(self) -> dict[str, str]:
-        return {**os.environ, **self._env, "PYTHONUNBUFFERED": "1"}
+        """This environment plus `env`; MLflow's pickle flag follows the config's consent, whatever is set."""
+        pickle_flag = "true" if self.config.allow_pickle else "false"
+        return {**os.environ, **self._env, "PYTHONUNBUFFERED": "1", MLFLOW_FLAG: pickle_flag}
 
     def _exit_reason(self) -> str | None:
         code = self._process.poll() if self._process else None

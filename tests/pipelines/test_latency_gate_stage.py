@@ -127,6 +127,9 @@ def test_a_missing_candidate_is_bad_usage_naming_the_path(trained, mlflow_uri, c
 
 
 def test_a_missing_holdout_is_bad_usage_naming_the_file(project, mlflow_uri, capsys):
+    model_dir = project.root / "models" / "candidate"  # a candidate to identify: the holdout is what is missing
+    model_dir.mkdir(parents=True)
+    (model_dir / "MLmodel").write_text("flavors:\n  sklearn: {serialization_format: skops}\n")
     code = _run("gate", "latency", "--params", str(project.params_path), "--tracking-uri", mlflow_uri)
     err = capsys.readouterr().err
     assert code == 2 and "test.parquet: split not found" in err

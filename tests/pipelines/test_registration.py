@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -14,20 +15,24 @@ import yaml
 from mlgate.gates.result import Check, GateResult, Status
 from mlgate.pipelines import mlflow_io as registry
 from mlgate.pipelines.cli.main import main
-from mlgate.pipelines.report.verdict import EXPECTED_GATES
+from mlgate.pipelines.report.verdict import EXPECTED_GATES, MODEL_GATES
 from tests.conftest import Project
+from tests.pipelines.test_verdict import judged_candidate
 
 LINEAGE_TAGS = ("mlgate.git_sha", "mlgate.data_md5", "mlgate.params_md5", "mlgate.verdict", "mlgate.stage",
                 "mlgate.report_digest")
 
 
 def write_gate_results(root: Path, statuses: dict[str, Status] | None = None) -> None:
-    """A result file for every expected gate, as the gate stages write them (PASS unless given)."""
+    """A result file for every expected gate, as the gate stages write them (PASS unless given); the
+    model gates name models/candidate as it is now, the model they judged."""
     statuses = statuses or {}
     for gate in EXPECTED_GATES:
         status = statuses.get(gate, Status.PASS)
         checks = [Check(f"{gate}.rule", status, 1.0, "a rule", f"{gate} rule is {status}")]
-        GateResult.from_checks(gate, checks, 0.5).write(root / "reports" / "gates" / f"{gate}.json")
+        subject = judged_candidate(root) if gate in MODEL_GATES else None
+        result = replace(GateResult.from_checks(gate, checks, 0.5), subject=subject)
+        result.write(root / "reports" / "gates" / f"{gate}.json")
 
 
 def run_cli(*argv: str, capsys) -> tuple[int, str]:
@@ -145,8 +150,10 @@ def test_register_refuses_an_edited_report(passed, mlflow_uri, capsys):
 def test_register_refuses_changed_thresholds_but_not_rollout_settings(passed, mlflow_uri, capsys):
     passed.params["rollout"]["canary"]["steps"] = [5, 25, 100]
     passed.write()
+    (passed.root / "reports" / "train_run.json").write_text(json.dumps(
+        {"run_id": "r1", "model_uri": "models:/m-1", "tracking_uri": "sqlite:///elsewhere.db"}))
     code, out = register(passed, mlflow_uri, capsys)
-    assert code == 2 and "train_run.json: not found" in out  # past every verdict check: rollout is not gated
+    assert code == 2 and "was logged to sqlite:///elsewhere.db" in out  # past every verdict check: rollout is not gated
     passed.params["gates"]["quality"]["metrics"]["roc_auc"]["min_absolute"] = 0.5
     passed.write()
     code, out = register(passed, mlflow_uri, capsys)

@@ -92,5 +92,5 @@ def test_loader_refuses_pickle_models(tmp_path):
 
     model = DummyClassifier().fit([[0], [1]], [0, 1])
     mlflow.sklearn.save_model(model, tmp_path / "m", serialization_format="cloudpickle")
-    with pytest.raises(ModelLoadError, match="only 'skops'"):
+    with pytest.raises(ModelLoadError, match="serialized with 'cloudpickle': refusing to load a pickle-based model"):
         load_sklearn_model(str(tmp_path / "m"))

@@ -4,23 +4,32 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from mlgate.gates.result import Check, GateResult, Status
+from mlgate.gates.result import Check, GateResult, JudgedModel, Status, Subject
 from mlgate.pipelines.cli.main import main
-from mlgate.pipelines.lineage import directory_digest
-from mlgate.pipelines.report.verdict import EXPECTED_GATES, decide
+from mlgate.pipelines.lineage import directory_digest, model_digest
+from mlgate.pipelines.report.verdict import EXPECTED_GATES, MODEL_GATES, decide
 
 BASELINE_DETAILS = {"alias": "champion", "name": "churn", "version": "7", "uri": "models:/churn/7",
                     "run_id": "0123456789abcdef", "lineage": {"mlgate.git_sha": "feedface" * 5}}
 
 
+def judged_candidate(root: Path) -> Subject | None:
+    """What a gate that judged models/candidate as it is now records (None when there is no model)."""
+    model_dir = root / "models" / "candidate"
+    return Subject(JudgedModel("models/candidate", model_digest(model_dir))) if model_dir.is_dir() else None
+
+
 def write_gate(root: Path, gate: str, *statuses: Status, details: dict | None = None) -> Path:
     checks = [Check(f"{gate}.check_{i}", s, i, "a rule", f"{gate} check {i} is {s}", details or {})
               for i, s in enumerate(statuses)]
-    return GateResult.from_checks(gate, checks, 1.5).write(root / "reports" / "gates" / f"{gate}.json")
+    subject = judged_candidate(root) if gate in MODEL_GATES else None
+    result = replace(GateResult.from_checks(gate, checks, 1.5), subject=subject)
+    return result.write(root / "reports" / "gates" / f"{gate}.json")
 
 
 @pytest.fixture()
@@ -123,9 +132,11 @@ def test_a_missing_candidate_model_is_an_error(verdict_project, capsys):
 def test_the_baseline_version_is_read_from_a_gate_baseline_check(verdict_project, capsys):
     checks = [Check("baseline", Status.PASS, "models:/churn/7", "a version", "baseline models:/churn/7",
                     BASELINE_DETAILS), Check("metric.roc_auc.absolute", Status.PASS, 0.9, ">= 0.8", "ok")]
-    GateResult.from_checks("quality", checks, 2.0).write(verdict_project.root / "reports" / "gates" / "quality.json")
-    _, verdict = run_verdict(verdict_project, capsys)
-    assert verdict["baseline"]["version"] == "7" and verdict["baseline"]["gate"] == "quality"
+    result = GateResult.from_checks("quality", checks, 2.0)
+    replace(result, subject=judged_candidate(verdict_project.root)).write(
+        verdict_project.root / "reports" / "gates" / "quality.json")
+    code, verdict = run_verdict(verdict_project, capsys)
+    assert code == 0 and verdict["baseline"]["version"] == "7" and verdict["baseline"]["gate"] == "quality"
 
 
 def test_decide_is_the_worst_status_and_never_passes_on_nothing():

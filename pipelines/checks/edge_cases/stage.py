@@ -27,6 +27,8 @@ from mlgate.pipelines.checks.edge_cases.client import get, predict_holdout, send
 from mlgate.pipelines.checks.models import load_candidate
 from mlgate.pipelines.context import RunContext
 from mlgate.pipelines.datasets import check_dataset, load_split, require_columns, split_path
+from mlgate.pipelines.params import ModelConfig
+from mlgate.serving.frames import output_rows
 from mlgate.serving.runtime import ServerStartError, server_for
 from mlgate.serving.settings import ServingConfig
 
@@ -40,7 +42,7 @@ def run(ctx: RunContext, *, model: str | None = None) -> GateResult:
     candidate = load_candidate(ctx, model)
     train, test = (_split(ctx, name) for name in ("train", "test"))
     try:
-        schema = schema_from_frame(train, candidate.input_columns, getattr(candidate.model, "classes_", None),
+        schema = schema_from_frame(train, candidate.input_columns, _classes(candidate.model, train, params.model),
                                    proba=hasattr(candidate.model, "predict_proba"))
     except ValueError as exc:
         return GateResult.error(edge_cases.GATE, f"{candidate.path}: {exc}", time.perf_counter() - started, "schema")
@@ -104,13 +106,22 @@ def _consistency(model: Any, test: pd.DataFrame, schema: DataSchema, online: Ser
     """Server vs offline on the holdout; ERROR when the offline model itself cannot predict it."""
     holdout = test[schema.names]
     try:
-        labels = model.predict(holdout).tolist()
+        labels = output_rows(model.predict(holdout), len(holdout))  # as the server turns them into JSON
         proba = model.predict_proba(holdout) if schema.proba else None
     except Exception as exc:  # noqa: BLE001 - any model failure means consistency cannot be decided
         message = f"the offline model cannot predict the holdout: {type(exc).__name__}: {str(exc)[:300]}"
         return [Check("consistency", Status.ERROR, None, "offline predictions on the holdout", message)]
     row_ids = test["row_id"].tolist() if "row_id" in test.columns else None
     return consistency_checks(online, labels, proba, tolerance, row_ids)
+
+
+def _classes(model: Any, train: pd.DataFrame, model_cfg: ModelConfig) -> Any:
+    """The valid labels: the model's `classes_`; for a classifier that gives labels only (a pyfunc), the
+    target's classes in the training data; None for a regression (any finite number)."""
+    classes = getattr(model, "classes_", None)
+    if classes is not None or model_cfg.task == "regression":
+        return classes
+    return sorted(train[model_cfg.target].dropna().unique().tolist(), key=str)
 
 
 def _split(ctx: RunContext, name: str) -> pd.DataFrame:

@@ -2,7 +2,8 @@
 
 Raw outputs keep the model's own class labels (what deepchecks and reports show); the encoding maps
 them onto the gate's conventions: binary 0/1 with 1 = `model.positive_class` and scores P(positive),
-multiclass indices into one shared class list, regression values.
+multiclass indices into one shared class list, regression values. A classifier without
+`predict_proba` (a pyfunc that gives labels only) has no probabilities, and `no_scores` says why.
 """
 
 from __future__ import annotations
@@ -25,14 +26,20 @@ class ModelOutputs:
     labels: np.ndarray
     proba: np.ndarray | None
     classes: list[Any] | None
+    no_scores: str = ""  # a classifier without probabilities: why
 
 
 def predict_outputs(model: Any, frame: pd.DataFrame, task: str) -> ModelOutputs:
-    """Predictions (and probabilities for classifiers) of `model` on `frame`. Raises ValueError."""
+    """Predictions (and probabilities for classifiers that have them) of `model` on `frame`. Raises ValueError."""
     try:
         labels = np.asarray(model.predict(frame))
+        if labels.ndim == 2 and labels.shape[1] == 1:  # a pyfunc answering with a one-column frame
+            labels = labels.ravel()
         if task == "regression":
             return ModelOutputs(labels.astype(float), None, None)
+        if not hasattr(model, "predict_proba"):
+            reason = getattr(model, "no_scores", "") or f"{type(model).__name__} has no predict_proba"
+            return ModelOutputs(labels, None, None, reason)
         return ModelOutputs(labels, np.asarray(model.predict_proba(frame), dtype=float), list(model.classes_))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"prediction failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from None
@@ -62,10 +69,15 @@ def encode_outputs(outputs: ModelOutputs, model_cfg: ModelConfig, classes: Seque
     """mlgate.gates.stats Predictions from raw outputs. Raises ValueError when the model's classes do not fit."""
     if model_cfg.task == "regression":
         return Predictions(values=outputs.labels)
-    own = list(outputs.classes or [])
+    own = list(outputs.classes) if outputs.classes is not None else sorted(set(outputs.labels.tolist()), key=str)
     unknown = [c for c in own if c not in classes]
     if unknown:
-        raise ValueError(f"model predicts classes {unknown} that the target does not have")
+        raise ValueError(f"model predicts classes {unknown[:10]} that the target does not have")
+    if outputs.proba is None:  # labels only: metrics that need scores are skipped by the gate
+        index = {c: i for i, c in enumerate(classes)}
+        if model_cfg.task == "binary":
+            return Predictions(labels=(outputs.labels == model_cfg.positive_class).astype(np.int64))
+        return Predictions(labels=np.array([index[v] for v in outputs.labels], dtype=np.int64))
     if model_cfg.task == "binary":
         if model_cfg.positive_class not in own:
             raise ValueError(f"positive_class {model_cfg.positive_class!r} is not a class of the model ({own})")

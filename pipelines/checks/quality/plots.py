@@ -62,7 +62,11 @@ def curve_figure(kind: str, y: np.ndarray, models: dict[str, Predictions], task:
     if task == "regression":
         axes.text(0.5, 0.5, f"{title}s apply to classifiers;\nthis model is a regression", ha="center")
         return figure
-    for name, predictions in models.items():
+    scored = {n: p for n, p in models.items() if (p.scores if task == "binary" else p.proba) is not None}
+    if not scored:
+        axes.text(0.5, 0.5, f"No {title}: no model gives probabilities\n(labels only)", ha="center")
+        return figure
+    for name, predictions in scored.items():  # a model that gives labels only has no curve
         truth, scores = _one_vs_rest(y, predictions, task)
         if kind == "roc":
             fpr, tpr, _ = roc_curve(truth, scores)

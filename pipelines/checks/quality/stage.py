@@ -106,12 +106,13 @@ def build_inputs(ctx: RunContext, test: pd.DataFrame, train: pd.DataFrame, cand_
         try:
             base = quality.Baseline(model_cfg.name, baseline.ref.version, baseline.ref.uri,
                                     encode_outputs(base_test, model_cfg, classes), baseline.ref.run_id,
-                                    baseline.lineage)
+                                    baseline.lineage, base_test.no_scores)
         except ValueError as exc:
             problem, failed = f"baseline {baseline.ref.uri}: {exc}", True
     slice_cols = [*ctx.params.gates.quality.slices.categorical, *ctx.params.gates.quality.slices.numeric]
     return quality.QualityInputs(model_cfg.task, y_test, candidate, base, problem or "no baseline", failed,
-                                 test[slice_cols].reset_index(drop=True), y_train, candidate_train)
+                                 test[slice_cols].reset_index(drop=True), y_train, candidate_train,
+                                 cand_test.no_scores)
 
 
 def _write_predictions(ctx: RunContext, test: pd.DataFrame, train: pd.DataFrame, cand_test: ModelOutputs,
@@ -150,7 +151,9 @@ def baseline_info(baseline: Baseline) -> dict[str, Any] | None:
 
 
 def candidate_info(ctx: RunContext, candidate: Any) -> dict[str, Any]:
-    return {"path": _rel(ctx, candidate.path), "run_id": candidate.run_id, "model_id": candidate.model_id}
+    return {"path": _rel(ctx, candidate.path), "run_id": candidate.run_id, "model_id": candidate.model_id,
+            "flavor": candidate.flavor, "skops_flagged_types": list(candidate.flagged_types),
+            "scores": not candidate.no_scores}
 
 
 def _baseline_artifacts(baseline: Baseline) -> dict[str, str]:

@@ -67,8 +67,12 @@ def register_command(args: argparse.Namespace) -> int:
     outcome = register_candidate(ctx)
     ref = outcome.version
     verb = "registered" if outcome.created else "already registered as"
+    if outcome.logged_now:
+        console.info(f"register: the judged {ctx.params.train.model_dir} is not the training run's model; "
+                     f"logged it unchanged to run {ref.run_id}")
     console.info(f"register: {verb} {ref.name} version {ref.version} ({ref.uri}), alias challenger, "
-                 f"verdict {ref.tags.get('mlgate.verdict')}, run {ref.run_id}")
+                 f"verdict {ref.tags.get('mlgate.verdict')}, model digest {ref.tags.get('mlgate.model_digest')}, "
+                 f"run {ref.run_id}")
     console.info(f"register: attached {len(outcome.artifacts)} report files to the run; wrote reports/registration.json")
     console.info(ref.version)
     return int(ExitCode.OK)

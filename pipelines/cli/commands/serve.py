@@ -30,11 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def serving_config(params_path: str) -> ServingConfig:
     """The `serving` section of params.yaml, or the defaults when there is no params file (e.g. in the image)."""
     from mlgate.pipelines.params import load_params
+    from mlgate.pipelines.pickle_consent import with_consent
     from mlgate.serving.settings import ServingConfig
 
     if not Path(params_path).is_file():
-        return ServingConfig()
-    return load_params(params_path).serving
+        return with_consent(ServingConfig())
+    return with_consent(load_params(params_path).serving)
 
 
 def serve_command(args: argparse.Namespace) -> int:
