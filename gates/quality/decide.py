@@ -34,7 +34,7 @@ GATE = "quality"
 
 
 @dataclass(frozen=True)
-class Baseline:
+class BaselineOutputs:
     """The production model compared against: its registry identity, lineage and holdout predictions."""
 
     name: str
@@ -59,7 +59,7 @@ class QualityInputs:
     task: str
     y_test: np.ndarray
     candidate: Predictions
-    baseline: Baseline | None = None
+    baseline: BaselineOutputs | None = None
     missing_baseline: str = "no baseline model was given"
     baseline_failed: bool = False  # a baseline exists but could not be used: ERROR, never SKIP
     slice_frame: pd.DataFrame | None = None

@@ -12,7 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mlgate.gates.config import QualityGateConfig
-from mlgate.gates.quality.decide import Baseline, QualityInputs, check
+from mlgate.gates.quality.decide import BaselineOutputs, QualityInputs, check
 from mlgate.gates.quality.slices import define_slices, margin_p_values
 from mlgate.gates.result import GateResult, Status
 from mlgate.gates.stats import Interval, Predictions
@@ -83,7 +83,7 @@ def noisy_candidate(splits, params) -> Predictions:
 
 
 def _inputs(splits, candidate: Predictions, baseline: Predictions | None, **extra) -> QualityInputs:
-    base = Baseline("churn", "7", "models:/churn/7", baseline, "run123", {"mlgate.git_sha": "abc"}) \
+    base = BaselineOutputs("churn", "7", "models:/churn/7", baseline, "run123", {"mlgate.git_sha": "abc"}) \
         if baseline is not None else None
     return QualityInputs("binary", _y(splits["test"]), candidate, base, slice_frame=splits["test"], **extra)
 
@@ -272,7 +272,7 @@ def test_multiclass_and_regression_metrics(churn_frame):
         "macro_f1": {"greater_is_better": True, "max_regression": 0.02},
         "log_loss": {"greater_is_better": False, "max_regression": 0.02}}})
     y_multi = test["area_code"].map(codes).to_numpy()
-    result = check(QualityInputs("multiclass", y_multi, multi, Baseline("m", "1", "u", multi)), cfg)
+    result = check(QualityInputs("multiclass", y_multi, multi, BaselineOutputs("m", "1", "u", multi)), cfg)
     assert {c.name: c.status for c in result.checks if c.name.startswith("metric.")} == {
         f"metric.{m}.vs_baseline": Status.PASS for m in ("accuracy", "macro_f1", "log_loss")}
     good = LinearRegression().fit(train[["total_day_minutes"]], train["total_day_charge"])
@@ -282,8 +282,8 @@ def test_multiclass_and_regression_metrics(churn_frame):
     reg_cfg = QualityGateConfig.model_validate({"metrics": {
         m: {"greater_is_better": m == "r2", "max_regression": 0.01} for m in ("rmse", "mae", "r2")}})
     y_reg = test["total_day_charge"].to_numpy()
-    better = check(QualityInputs("regression", y_reg, values["good"], Baseline("r", "1", "u", values["poor"])), reg_cfg)
-    worse = check(QualityInputs("regression", y_reg, values["poor"], Baseline("r", "1", "u", values["good"])), reg_cfg)
+    better = check(QualityInputs("regression", y_reg, values["good"], BaselineOutputs("r", "1", "u", values["poor"])), reg_cfg)
+    worse = check(QualityInputs("regression", y_reg, values["poor"], BaselineOutputs("r", "1", "u", values["good"])), reg_cfg)
     assert better.status is Status.PASS and worse.status is Status.FAIL
     assert _by_name(better)["calibration"].status is Status.SKIP
     assert _by_name(worse)["metric.r2.vs_baseline"].details["delta"] < -0.9

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from mlgate.gates.config import QualityGateConfig
-from mlgate.gates.quality.decide import Baseline, QualityInputs, check
+from mlgate.gates.quality.decide import BaselineOutputs, QualityInputs, check
 from mlgate.gates.result import Status
 from mlgate.gates.stats import Predictions
 
@@ -34,7 +34,7 @@ def rows() -> tuple[np.ndarray, Predictions, Predictions, pd.DataFrame]:
 
 
 def _checks(config, y, candidate, baseline, frame, *, candidate_reason="", baseline_reason=""):
-    base = Baseline("m", "1", "models:/m/1", baseline, no_scores=baseline_reason)
+    base = BaselineOutputs("m", "1", "models:/m/1", baseline, no_scores=baseline_reason)
     inputs = QualityInputs("binary", y, candidate, base, slice_frame=frame, y_train=y, candidate_train=candidate,
                            candidate_no_scores=candidate_reason)
     result = check(inputs, config)

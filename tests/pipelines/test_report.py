@@ -147,7 +147,7 @@ def test_the_real_quality_gate_results_show_up_as_deltas(churn_frame, base_param
     from sklearn.linear_model import LogisticRegression
 
     from mlgate.gates.config import QualityGateConfig
-    from mlgate.gates.quality.decide import Baseline, QualityInputs, check
+    from mlgate.gates.quality.decide import BaselineOutputs, QualityInputs, check
     from mlgate.gates.stats import Predictions
 
     frame = churn_frame.sample(1200, random_state=3)
@@ -161,7 +161,7 @@ def test_the_real_quality_gate_results_show_up_as_deltas(churn_frame, base_param
     config = QualityGateConfig.model_validate({
         "metrics": base_params["gates"]["quality"]["metrics"], "bootstrap": {"n_boot": 200},
         "deepchecks": {"enabled": False}})
-    baseline = Baseline("churn", "7", "models:/churn/7", predictions(HistGradientBoostingClassifier(max_iter=40)))
+    baseline = BaselineOutputs("churn", "7", "models:/churn/7", predictions(HistGradientBoostingClassifier(max_iter=40)))
     inputs = QualityInputs("binary", y[800:], predictions(LogisticRegression(max_iter=500)), baseline)
     result = check(inputs, config)
     deltas = {d.metric: d for d in metric_deltas({"quality": result})}

@@ -104,7 +104,7 @@ def build_inputs(ctx: RunContext, test: pd.DataFrame, train: pd.DataFrame, cand_
     base, problem, failed = None, baseline.problem, baseline.failed
     if base_test is not None:
         try:
-            base = quality.Baseline(model_cfg.name, baseline.ref.version, baseline.ref.uri,
+            base = quality.BaselineOutputs(model_cfg.name, baseline.ref.version, baseline.ref.uri,
                                     encode_outputs(base_test, model_cfg, classes), baseline.ref.run_id,
                                     baseline.lineage, base_test.no_scores)
         except ValueError as exc:
