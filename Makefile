@@ -33,7 +33,7 @@ wheel: install
 	@ls dist/mlgate-*.whl
 
 lint: install
-	$(BIN)/ruff check mlgate gates pipelines serving tests benchmarks
+	$(BIN)/ruff check mlgate gates pipelines serving tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) reports metrics models data/*.parquet mlflow.db mlartifacts build dist

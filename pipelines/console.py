@@ -30,6 +30,13 @@ def error(message: str) -> None:
     _err.print(f"mlgate: error: {message}", markup=False, style="red")
 
 
+def relay(text: str, *, stderr: bool = False) -> None:
+    """Another program's output passed through unchanged (the log of `train.command`)."""
+    stream = sys.stderr if stderr else sys.stdout
+    stream.write(text)
+    stream.flush()
+
+
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
     grid = Table(title=title, title_justify="left")
     for column in columns:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,20 @@ def write_text_atomic(path: Path, text: str) -> Path:
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def replace_directory(source: Path, target: Path) -> Path:
+    """Move the directory `source` to `target`, replacing what was there (on the same filesystem, the
+    old directory stays in place until the new one is complete)."""
+    source, target = Path(source), Path(target)
+    source.chmod(0o755)  # mkdtemp makes 0700 directories; a serving container runs as another user
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.replace(old)
+    source.replace(target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
 
 
 def write_json(path: Path, payload: Any) -> Path:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlgate.pipelines.files import replace_directory
+
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
@@ -90,14 +92,20 @@ def download_model(tracking_uri: str, model_uri: str, dst: Path) -> Path:
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst)))
 
 
-def log_model_directory(tracking_uri: str, experiment: str, model_dir: Path, tags: dict[str, str]) -> LoggedRun:
+def log_model_directory(tracking_uri: str, experiment: str, model_dir: Path, tags: dict[str, str], *,
+                        params: dict[str, Any] | None = None, metrics: dict[str, float] | None = None) -> LoggedRun:
     """A new run holding the files of the MLflow model directory `model_dir`, unchanged, under `model`
-    (a model judged from a path is registered from it: runs:/<run>/model)."""
+    (a model judged from a path is registered from it, a model your training command wrote is logged
+    with its holdout metrics: runs:/<run>/model)."""
     import mlflow
 
     client(tracking_uri)
     mlflow.set_experiment(experiment)
     with mlflow.start_run(tags=tags) as run:
+        if params:
+            mlflow.log_params(_flat(params))
+        if metrics:
+            mlflow.log_metrics(metrics)
         mlflow.log_artifacts(str(model_dir), "model")
     return LoggedRun(run.info.run_id, run.info.experiment_id, f"runs:/{run.info.run_id}/model", None, tracking_uri)
 
@@ -110,12 +118,7 @@ def _download_atomically(model_uri: str, model_dir: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=model_dir.parent))
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(staging)))
-        local.chmod(0o755)  # mkdtemp makes 0700 directories; a serving container runs as another user
-        old = model_dir.with_name(model_dir.name + ".old")
-        if model_dir.exists():
-            model_dir.replace(old)
-        local.replace(model_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_directory(local, model_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

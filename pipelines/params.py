@@ -73,10 +73,39 @@ class DataConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    estimator: Literal["logistic_regression", "hist_gradient_boosting", "random_forest"]
-    hyperparams: dict[str, Any] = Field(default_factory=dict)
+    """The `train` stage: mlgate's trainer (`estimator`), or the team's own training code (`command`).
+
+    `command` runs through the shell with cwd = the params file's directory and these environment
+    variables: MLGATE_PARAMS (the params file), MLGATE_TRAIN_DATA / MLGATE_TEST_DATA (the split Parquet
+    files), MLGATE_TARGET, MLGATE_FEATURES (JSON list), MLGATE_MODEL_DIR (where to write the model: a
+    directory that does not exist yet) and MLFLOW_TRACKING_URI. It must exit 0 having written an MLflow
+    model with a signature at MLGATE_MODEL_DIR, in a format mlgate loads under `serving` (skops with
+    `serving.trusted_types`, models-from-code, native boosters; pickle only with `serving.allow_pickle`).
+    mlgate checks it, logs it unchanged with lineage, measures it on the test split and moves it to
+    `model_dir` (README, "Your own training code").
+    """
+
+    estimator: Literal["logistic_regression", "hist_gradient_boosting", "random_forest"] | None = None
+    command: str | None = Field(None, min_length=1, description="Your training command (instead of `estimator`).")
+    deps: list[str] = Field(default_factory=list, description="Files `command` reads (dvc.yaml deps of train).")
+    hyperparams: dict[str, Any] = Field(
+        default_factory=dict, description="The estimator's parameters; with `command`, yours to read from MLGATE_PARAMS."
+    )
     seed: int = 42
     model_dir: str = "models/candidate"
+
+    @model_validator(mode="after")
+    def _one_trainer(self) -> TrainConfig:
+        if (self.estimator is None) == (self.command is None):
+            raise ValueError("set exactly one of estimator (mlgate's trainer) and command (your own training code)")
+        if self.deps and self.command is None:
+            raise ValueError("deps lists the files of train.command; without a command there is nothing to depend on")
+        return self
+
+    @property
+    def trainer(self) -> str:
+        """What trains the model, for messages and records: the estimator, or the command."""
+        return self.estimator or f"`{self.command}`"
 
 
 class RolloutConfig(StrictModel):

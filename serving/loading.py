@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import warnings
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from typing import Any
 import yaml
 
 from mlgate.gates.result import first_line
-from mlgate.serving.pickle_guard import CONSENT_HINT, mlflow_pickle_flag, pickle_use
+from mlgate.serving.pickle_guard import CONSENT_HINT, MLFLOW_FLAG, mlflow_pickle_flag, pickle_use
 from mlgate.serving.settings import DEFAULT_TRUSTED_TYPES, ServingConfig
 from mlgate.serving.skops_trust import UntrustedTypesError, load_skops
 from mlgate.serving.skops_trust import trusted_types_for as trusted_types_for  # re-exported for saving
@@ -45,6 +47,21 @@ class LoadPolicy:
     @classmethod
     def of(cls, config: ServingConfig) -> LoadPolicy:
         return cls(config.allow_pickle, tuple(config.trusted_types))
+
+
+# The policy of the pyfunc load in progress on this thread: a models-from-code model that loads another
+# model in its load_context (a wrapper) loads it under the same consent and trust list (`nested_policy`).
+_LOADING: ContextVar[LoadPolicy | None] = ContextVar("mlgate_load_policy", default=None)
+
+
+def nested_policy() -> LoadPolicy:
+    """The LoadPolicy for a model loaded inside another model's load_context: the outer load's (the
+    project's `serving` settings, not the model's own); outside an mlgate load, the defaults with MLflow's
+    pickle flag as the consent (mlgate sets it to the run's consent)."""
+    current = _LOADING.get()
+    if current is not None:
+        return current
+    return LoadPolicy(allow_pickle=os.environ.get(MLFLOW_FLAG, "").strip().lower() == "true")
 
 
 @dataclass(frozen=True)
@@ -178,9 +195,13 @@ def _load_pyfunc(path: Path, policy: LoadPolicy) -> Any:
 
     from mlgate.serving.pyfunc_scores import wrap_pyfunc
 
-    with mlflow_pickle_flag(policy.allow_pickle), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # MLflow's hints about type hints on predict
-        return wrap_pyfunc(_guarded(path, lambda: mlflow.pyfunc.load_model(str(path))))
+    token = _LOADING.set(policy)
+    try:
+        with mlflow_pickle_flag(policy.allow_pickle), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # MLflow's hints about type hints on predict
+            return wrap_pyfunc(_guarded(path, lambda: mlflow.pyfunc.load_model(str(path))))
+    finally:
+        _LOADING.reset(token)
 
 
 def _guarded(path: Path, load: Any) -> Any:

@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "serving": {"gates.result", "gates.stats", "gates.schema"},
     "pipelines": {"gates", "serving"},  # the shared modules directly in pipelines/
     "pipelines.deepchecks": {"gates", "pipelines"},
-    "pipelines.stages": {"gates", "pipelines"},
+    "pipelines.stages": {"gates", "serving", "pipelines"},
     "pipelines.report": {"gates", "pipelines"},
     "pipelines.checks": {"gates", "serving", "pipelines", "pipelines.deepchecks"},
     "pipelines.registry": {"gates", "pipelines", "pipelines.report"},

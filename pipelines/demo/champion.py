@@ -18,7 +18,8 @@ def ensure_champion(params: Params, tracking_uri: str, base_dir: Path, estimator
     if current is not None:
         return current, False
     simple = params.model_copy(update={
-        "train": params.train.model_copy(update={"estimator": estimator, "hyperparams": {}, "model_dir": BOOTSTRAP_DIR}),
+        "train": params.train.model_copy(update={"estimator": estimator, "command": None, "deps": [], "hyperparams": {},
+                                                 "model_dir": BOOTSTRAP_DIR}),
     })
     outcome = fit_and_log(simple, tracking_uri, base_dir)
     tags = {**outcome.lineage.tags(), "mlgate.stage": "production", "mlgate.verdict": "bootstrap",

@@ -5,8 +5,8 @@ right verdict is known whatever the champion is: the champion itself, with a sha
 perturbed (a label swapped to another class, or a regression value shifted), extra CPU work per call
 (a slower model, not a sleep), a share of rows whose requests raise, or every call raising. It is an
 MLflow "models from code" pyfunc: the class below is a .py file copied into the model, its artifact is
-the wrapped MLflow model (loaded by mlgate's loader: skops with its trust list when it is sklearn, no
-pickle without consent), and nothing is pickled. Which rows are perturbed is a hash of the row's values, so one row always gets one answer.
+the wrapped MLflow model (loaded by mlgate's loader under the policy of the load it runs inside: skops
+with the project's trust list, no pickle without consent), and nothing is pickled. Which rows are perturbed is a hash of the row's values, so one row always gets one answer.
 """
 
 from __future__ import annotations
@@ -29,13 +29,11 @@ class FaultyModel(PythonModel):
     """The wrapped model with the faults in model_config (see pipelines/demo/faulty_model.py)."""
 
     def load_context(self, context):
-        import os
+        from mlgate.serving.loading import load_model, nested_policy
 
-        from mlgate.serving.loading import LoadPolicy, load_model
-
-        # mlgate sets MLflow's pickle flag to the user's consent around every load (and this runs inside one)
-        consent = os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "").lower() == "true"
-        self.model = load_model(context.artifacts["model"], LoadPolicy(allow_pickle=consent)).model
+        # The wrapped model loads under the policy of the load this runs inside: the project's pickle
+        # consent and skops trust list (e.g. LightGBM's types), never a list carried by the model.
+        self.model = load_model(context.artifacts["model"], nested_policy()).model
         self.config = dict(context.model_config)
 
     def predict(self, context, model_input, params=None):

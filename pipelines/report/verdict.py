@@ -104,16 +104,17 @@ def gated_params_md5(params: Params) -> str:
 
 def find_candidate(params: Params, base_dir: Path) -> tuple[Candidate, tuple[str, ...]]:
     """The candidate model directory's digest, and its training run when the model came from it (its
-    MLmodel names that run); problems when the model is missing."""
+    MLmodel names that run, or the run logged exactly these files: train.command's model); problems when
+    the model is missing."""
     model_dir = base_dir / params.train.model_dir
     run = _read_json(base_dir / "reports" / "train_run.json") or {}
     if not model_dir.is_dir() or not any(model_dir.iterdir()):
         problem = f"{params.train.model_dir}: candidate model directory not found (run `mlgate train`)"
         return Candidate(params.model.name, params.train.model_dir, None), (problem,)
-    if run.get("run_id") is None or _mlmodel_run_id(model_dir) != run["run_id"]:
+    digest = model_digest(model_dir)
+    if run.get("run_id") is None or (_mlmodel_run_id(model_dir) != run["run_id"] and run.get("model_digest") != digest):
         run = {}  # an own model, or one that replaced the trained one: no training run to name
-    return Candidate(params.model.name, params.train.model_dir, model_digest(model_dir), run.get("run_id"),
-                     run.get("model_uri")), ()
+    return Candidate(params.model.name, params.train.model_dir, digest, run.get("run_id"), run.get("model_uri")), ()
 
 
 def _mlmodel_run_id(model_dir: Path) -> str | None:

@@ -1,4 +1,5 @@
-"""Stage `train`: fit the sklearn pipeline from params, log it to MLflow with lineage, write the model dir."""
+"""Stage `train`: fit the sklearn pipeline from params (or run `train.command`), log it to MLflow with lineage,
+write the model dir."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from mlgate.pipelines.datasets import check_dataset, load_split, split_path
 from mlgate.pipelines.errors import UsageError
 from mlgate.pipelines.files import write_text_atomic
-from mlgate.pipelines.lineage import Lineage, data_md5, git_state
+from mlgate.pipelines.lineage import Lineage, data_md5, git_state, model_digest
 from mlgate.pipelines.mlflow_io import LoggedRun, log_training_run
 from mlgate.pipelines.params import Params
 from mlgate.pipelines.stages import holdout_metrics
@@ -91,31 +92,50 @@ class TrainOutcome:
     lineage: Lineage
 
 
-def run_train(params: Params, tracking_uri: str, base_dir: Path = Path(".")) -> TrainOutcome:
-    """Stage `train`: fit, log, and write the model dir, metrics/train.json and reports/train_run.json."""
-    outcome = fit_and_log(params, tracking_uri, base_dir)
+def run_train(params: Params, tracking_uri: str, base_dir: Path = Path("."),
+              params_path: Path | None = None) -> TrainOutcome:
+    """Stage `train`: fit (or run `train.command`), log, and write the model dir, metrics/train.json and
+    reports/train_run.json (the run `register` uses, and the digest of the model it logged)."""
+    if params.train.command is not None:
+        from mlgate.pipelines.stages.train_command import run_and_log
+
+        outcome = run_and_log(params, params_path or base_dir / "params.yaml", tracking_uri, base_dir)
+    else:
+        outcome = fit_and_log(params, tracking_uri, base_dir)
     _write_json(base_dir / "metrics" / "train.json", outcome.metrics)
     _write_json(base_dir / "reports" / "train_run.json", {
         "run_id": outcome.run.run_id, "experiment_id": outcome.run.experiment_id,
         "model_uri": outcome.run.model_uri, "model_id": outcome.run.model_id, "tracking_uri": tracking_uri,
-        "estimator": params.train.estimator, "tags": outcome.lineage.tags(),
+        "estimator": params.train.estimator, "command": params.train.command, "tags": outcome.lineage.tags(),
+        "model_digest": model_digest(base_dir / params.train.model_dir),
     })
     return outcome
 
 
+def load_checked_splits(params: Params, base_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The train and test splits, checked for the configured columns (UsageError naming file and column)."""
+    frames = []
+    for split in ("train", "test"):
+        frame = load_split(params.data, split, base_dir)
+        check_dataset(frame, params.model, params.data, str(split_path(params.data, split, base_dir)))
+        frames.append(frame)
+    return frames[0], frames[1]
+
+
+def current_lineage(params: Params, base_dir: Path) -> Lineage:
+    """Git state, the training split's md5 (as dvc.lock records it) and the params md5, now."""
+    sha, dirty = git_state(base_dir)
+    return Lineage(sha, dirty, data_md5(base_dir, Path(params.data.dir) / "train.parquet"), params.digest())
+
+
 def fit_and_log(params: Params, tracking_uri: str, base_dir: Path = Path(".")) -> TrainOutcome:
     """Fit on `train`, measure on `test`, log the run and model to MLflow, write `train.model_dir`."""
-    train = load_split(params.data, "train", base_dir)
-    test = load_split(params.data, "test", base_dir)
-    check_dataset(train, params.model, params.data, str(split_path(params.data, "train", base_dir)))
-    check_dataset(test, params.model, params.data, str(split_path(params.data, "test", base_dir)))
+    train, test = load_checked_splits(params, base_dir)
     pipeline = build_pipeline(params)
     x_train, y_train = features_and_target(train, params)
     pipeline.fit(x_train, y_train)
     metrics = holdout_metrics.compute(params.model, pipeline, *features_and_target(test, params))
-    sha, dirty = git_state(base_dir)
-    train_rel = Path(params.data.dir) / "train.parquet"
-    lineage = Lineage(sha, dirty, data_md5(base_dir, train_rel), params.digest())
+    lineage = current_lineage(params, base_dir)
     run = log_training_run(
         tracking_uri,
         params.model.name,

@@ -108,3 +108,25 @@ def test_a_regression_champion_is_degraded_on_mae_by_at_least_twice_the_relative
     changed = np.mean(~np.isclose(champion_out, degraded_out))
     assert changed == pytest.approx(faults.perturb_share, abs=0.08)
     assert isinstance(pd.Series(degraded_out).iloc[0], float)
+
+
+def test_a_lightgbm_champion_is_wrapped_under_the_project_s_trust_list(champion_ctx):
+    """The wrapper loads the model it wraps under the policy of the load it runs inside (the project's
+    serving.trusted_types), so a LightGBM champion can be degraded; the default list refuses the same wrapper."""
+    import pandas as pd
+
+    from mlgate.serving.loading import LoadPolicy, ModelLoadError, load_model
+    from mlgate.serving.settings import DEFAULT_TRUSTED_TYPES
+    from tests.pipelines.byom_models import LIGHTGBM_TYPES, save_lightgbm_pipeline
+
+    root, params = champion_ctx.base_dir, champion_ctx.params.model_dump()
+    train = pd.read_parquet(root / "data" / "train.parquet")
+    champion = save_lightgbm_pipeline(train, params, root / "models" / "candidate", root / "lightgbm")
+    wrapped = save_faulty_model(champion, root / "degraded-lightgbm", Faults(perturb_share=0.2, classes=["no", "yes"]))
+    features, labels = _holdout(champion_ctx)
+    trusted = LoadPolicy(trusted_types=(*DEFAULT_TRUSTED_TYPES, *LIGHTGBM_TYPES))
+    out = np.asarray(load_model(str(wrapped), trusted).model.predict(features))
+    plain = np.asarray(load_model(str(champion), trusted).model.predict(features))
+    assert set(out) <= set(labels) and 0.1 < float(np.mean(out != plain)) < 0.3
+    with pytest.raises(ModelLoadError, match="lightgbm.basic.Booster"):
+        load_model(str(wrapped), LoadPolicy())

@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     prepare = sub.add_parser("prepare", help="write seeded, stratified train/test/production splits")
     add_params_argument(prepare)
     prepare.set_defaults(handler=prepare_command)
-    train = sub.add_parser("train", help="fit the model, log it to MLflow with lineage, write the model dir")
+    train = sub.add_parser("train", help="fit the model (or run train.command), log it to MLflow with lineage, "
+                                         "write the model dir")
     add_params_argument(train)
     add_tracking_argument(train)
     train.set_defaults(handler=train_command)
@@ -36,9 +37,9 @@ def train_command(args: argparse.Namespace) -> int:
     from mlgate.pipelines.stages.train import run_train
 
     ctx = RunContext.load(args.params, args.tracking_uri)
-    outcome = run_train(ctx.params, ctx.tracking_uri, ctx.base_dir)
+    outcome = run_train(ctx.params, ctx.tracking_uri, ctx.base_dir, ctx.params_path)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(outcome.metrics.items()))
-    console.info(f"train: {ctx.params.train.estimator} holdout metrics: {shown}")
+    console.info(f"train: {ctx.params.train.trainer} holdout metrics: {shown}")
     console.info(f"train: MLflow run {outcome.run.run_id} in {ctx.tracking_uri} "
                  f"(experiment '{ctx.params.model.name}', model {outcome.run.model_uri})")
     console.info(f"train: model dir {ctx.params.train.model_dir}, metrics metrics/train.json")
