@@ -1,6 +1,7 @@
 """Bring your own model: a models-from-code PythonModel and a LightGBM pipeline through `mlgate gate
-quality`, `edge_cases` and `latency` with their scores, and a model that gives labels only, judged
-on labels with every score metric SKIP and its reason. Real MLflow models, registry and servers."""
+quality`, `edge_cases` and `latency` with their scores, a models-from-code candidate through every
+gate and the verdict, and a model that gives labels only, judged on labels with every score metric
+SKIP and its reason. Real MLflow models, registry and servers."""
 
 from __future__ import annotations
 
@@ -123,7 +124,7 @@ def test_edge_case_gate_serves_an_own_model_with_scores(byom, mlflow_uri, kind, 
     assert probabilities.status is Status.PASS and probabilities.observed <= 1e-9
 
 
-@pytest.mark.parametrize("kind", ["code", "lightgbm"])
+@pytest.mark.parametrize("kind", ["lightgbm"])  # the models-from-code one: in the verdict test below
 def test_latency_gate_runs_an_own_model_against_the_champion(byom, mlflow_uri, kind, capsys):
     project, models = byom
     code, result, checks = _gate(project, mlflow_uri, "latency", models[kind])
@@ -132,3 +133,29 @@ def test_latency_gate_runs_an_own_model_against_the_champion(byom, mlflow_uri, k
     assert checks["baseline"].status is Status.PASS
     assert checks["rank_test"].status in (Status.PASS, Status.FAIL, Status.WARN)
     assert checks["rank_test"].details["n_candidate"] >= 100 and checks["slo.error_rate"].status is Status.PASS
+
+
+def test_a_models_from_code_candidate_goes_through_every_gate_and_the_verdict(byom, mlflow_uri, capsys):
+    """train.model_dir is the team's own models-from-code pyfunc: each gate decides, all judged that
+    model (one digest), and the verdict decides on it."""
+    project, models = byom
+    params = yaml.safe_load(project.params_path.read_text())
+    params["train"]["model_dir"] = str(models["code"].relative_to(project.root))
+    own = project.root / "params_own_model.yaml"
+    own.write_text(yaml.safe_dump(params))
+    assert main(["gate", "data", "--suggest", "--params", str(own)]) == 0  # the project's data contract
+    for gate in ("data", "quality", "edge_cases", "latency"):
+        code = main(["gate", gate, "--params", str(own), "--tracking-uri", mlflow_uri, "--report-only"])
+        assert code == 0, capsys.readouterr()
+    results = {g: GateResult.read(project.root / "reports" / "gates" / f"{g}.json")
+               for g in ("data", "quality", "edge_cases", "latency")}
+    errors = [f"{g}/{c.name}: {c.message}" for g, r in results.items() for c in r.checks if c.status is Status.ERROR]
+    assert errors == []
+    quality = {c.name: c for c in results["quality"].checks}
+    assert all(quality[f"metric.{m}.vs_baseline"].status in (Status.PASS, Status.FAIL) for m in SCORE_METRICS)
+    digests = {g: r.subject.candidate.digest for g, r in results.items() if r.subject}
+    assert set(digests) == {"quality", "edge_cases", "latency"} and len(set(digests.values())) == 1
+    code = main(["verdict", "--params", str(own)])
+    verdict = yaml.safe_load((project.root / "reports" / "verdict.json").read_text())
+    assert verdict["status"] in ("PASS", "WARN", "FAIL") and code == (1 if verdict["status"] == "FAIL" else 0)
+    assert verdict["problems"] == [] and verdict["model"]["digest"] == next(iter(digests.values()))

@@ -182,7 +182,7 @@ def test_dvc_stage_evaluate_runs_the_quality_gate_on_its_declared_inputs():
     assert stage["cmd"] == "mlgate gate quality --report-only"
     assert {".mlgate/version", "models/candidate", "data/train.parquet", "data/test.parquet"} <= set(stage["deps"])
     assert not [d for d in stage["deps"] if d.endswith(".py")]  # mlgate's code is behind its version stamp
-    assert set(stage["params"]) == {"gates.quality", "model"}
+    assert set(stage["params"]) == {"gates.quality", "model", "serving"}  # serving: pickle consent, trust list
     assert [next(iter(m)) for m in stage["metrics"]] == ["metrics/quality.json"]
     plots = [next(iter(p)) for p in stage["plots"]]
     assert {"plots/quality/roc.png", "plots/quality/pr.png", "plots/quality/forest.png"} <= set(plots)
