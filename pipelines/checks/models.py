@@ -117,7 +117,8 @@ def load_baseline(ctx: RunContext, baseline: Baseline) -> Baseline:
 
 
 def _lineage(tracking_uri: str, ref: ModelVersionRef) -> dict[str, str]:
-    """mlgate.* tags of the baseline's training run, overridden by those of the registered version."""
+    """mlgate.* tags of the baseline's training run, overridden by those of the registered version; the
+    rollout history a version accumulates (mlgate.rollout.*) is not lineage and stays out of reports."""
     from mlgate.pipelines import mlflow_io as registry
 
     run_tags: dict[str, str] = {}
@@ -127,4 +128,4 @@ def _lineage(tracking_uri: str, ref: ModelVersionRef) -> dict[str, str]:
         except Exception:  # noqa: BLE001 - lineage is informative; the version's own tags still apply
             run_tags = {}
     tags = {**run_tags, **ref.tags}
-    return {k: v for k, v in sorted(tags.items()) if k.startswith("mlgate.")}
+    return {k: v for k, v in sorted(tags.items()) if k.startswith("mlgate.") and not k.startswith("mlgate.rollout.")}

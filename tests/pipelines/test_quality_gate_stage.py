@@ -49,6 +49,11 @@ def _checks(root: Path) -> tuple[GateResult, dict[str, Check]]:
 @pytest.mark.slow
 def test_gradient_boosting_candidate_is_judged_against_the_logistic_champion(trained, mlflow_uri, capsys):
     project, champion = trained
+    from mlgate.pipelines import mlflow_io
+
+    # A champion that was rolled out carries its rollout history as version tags: not lineage.
+    mlflow_io.set_version_tags(mlflow_uri, MODEL_NAME, champion.version,
+                               {"mlgate.rollout.abc123.event.0001": '{"kind": "start"}'})
     code = _run("gate", "quality", "--params", str(project.params_path), "--tracking-uri", mlflow_uri,
                 "--report-only")
     out = capsys.readouterr().out
@@ -58,6 +63,7 @@ def test_gradient_boosting_candidate_is_judged_against_the_logistic_champion(tra
     assert baseline.status is Status.PASS and baseline.details["version"] == champion.version
     assert baseline.details["run_id"] == champion.run_id
     assert {"mlgate.git_sha", "mlgate.data_md5", "mlgate.params_md5"} <= set(baseline.details["lineage"])
+    assert not [k for k in baseline.details["lineage"] if k.startswith("mlgate.rollout.")]
     for metric in project.params["gates"]["quality"]["metrics"]:
         judged = checks[f"metric.{metric}.vs_baseline"]
         low, high = judged.details["ci"]
