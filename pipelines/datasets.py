@@ -78,9 +78,11 @@ def require_columns(frame: pd.DataFrame, columns: list[str], where: str, role: s
     """Raise a UsageError naming the first missing configured column and the file it was expected in."""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise UsageError(f"{where}: {role} '{missing[0]}' not found" + (
-            f" (and {len(missing) - 1} more: {', '.join(missing[1:4])})" if len(missing) > 1 else ""
-        ))
+        rest = missing[1:]
+        more = (f" (also missing: {', '.join(rest[:5])}" + (f" and {len(rest) - 5} more" if len(rest) > 5 else "")
+                + ")") if rest else ""
+        raise UsageError(f"{where}: {role} '{missing[0]}' not found{more}; columns are: "
+                         f"{', '.join(map(str, frame.columns[:20]))}" + (" ..." if len(frame.columns) > 20 else ""))
 
 
 def check_dataset(frame: pd.DataFrame, model: ModelConfig, data: DataConfig, where: str) -> None:
@@ -90,6 +92,26 @@ def check_dataset(frame: pd.DataFrame, model: ModelConfig, data: DataConfig, whe
     require_columns(frame, [model.target], where, "target column")
     require_columns(frame, data.categorical, where, "categorical column (data.categorical)")
     require_columns(frame, data.numeric, where, "numeric column (data.numeric)")
+    for column in data.numeric:
+        problem = not_numeric(frame[column])
+        if problem:
+            raise UsageError(f"{where}: column '{column}' is listed under data.numeric but {problem}; "
+                             "list it under data.categorical, or convert it in your data")
+
+
+def not_numeric(series: pd.Series) -> str | None:
+    """Why a column cannot be a numeric feature (text values, dates), or None when it can."""
+    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+        return None
+    if pd.api.types.is_datetime64_any_dtype(series) or isinstance(series.dtype, pd.PeriodDtype):
+        return f"holds dates ({series.dtype})"
+    values = series.dropna()
+    converted = pd.to_numeric(values, errors="coerce")
+    bad = values[converted.isna()]
+    if bad.empty:
+        return f"is stored as {series.dtype} (numbers as text); convert it to numbers"
+    return (f"holds text: {bad.size} of {values.size} non-null values are not numbers, e.g. "
+            f"{str(bad.iloc[0])!r}")
 
 
 def split_path(data: DataConfig, split: str, base_dir: Path = Path(".")) -> Path:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from mlgate.gates.config import TASK_METRICS, CanaryConfig, GatesConfig, ShadowConfig
+from mlgate.gates.config import CANARY_LABEL_METRICS, TASK_METRICS, CanaryConfig, GatesConfig, ShadowConfig
 from mlgate.gates.schema import StrictModel
 from mlgate.pipelines.errors import UsageError
 from mlgate.serving.settings import ServingConfig
@@ -140,23 +140,93 @@ class Params(StrictModel):
     serving: ServingConfig = ServingConfig()
     approvals: ApprovalsConfig = ApprovalsConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _canary_defaults_of_the_task(cls, raw: Any) -> Any:
+        """The canary's label metrics default to the task's (accuracy for classifiers, MAE for regression)."""
+        model = raw.get("model") if isinstance(raw, dict) else None
+        task = model.get("task") if isinstance(model, dict) else None
+        rollout = raw.get("rollout", {}) if task in DEFAULT_CANARY_MARGINS else None
+        canary = rollout.get("canary", {}) if isinstance(rollout, dict) else None
+        if not isinstance(canary, dict):
+            return raw  # not a mapping (or no known task): the schema names the problem
+        canary = {"metric_margins": dict(DEFAULT_CANARY_MARGINS[task]),
+                  "planning_rates": dict(DEFAULT_PLANNING_RATES[task]), **canary}
+        return {**raw, "rollout": {**rollout, "canary": canary}}
+
     @model_validator(mode="after")
     def _cross_section_rules(self) -> Params:
-        if self.model.target in self.data.features:
-            raise ValueError(f"target {self.model.target!r} must not be listed as a feature")
-        allowed = TASK_METRICS[self.model.task]
-        for metric in self.gates.quality.metrics:
-            if metric not in allowed:
-                raise ValueError(
-                    f"gates.quality.metrics.{metric}: not a {self.model.task} metric; "
-                    f"valid: {', '.join(allowed)}"
-                )
+        problems = reference_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def digest(self) -> str:
         """md5 of the validated parameters in canonical form (lineage tag `mlgate.params_md5`)."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.md5(canonical.encode()).hexdigest()
+
+
+# The canary's label metric when params.yaml names none: a proportion for classifiers; the MAE (margin
+# relative to the champion's MAE) for regression.
+DEFAULT_CANARY_MARGINS: dict[str, dict[str, float]] = {
+    "binary": {"accuracy": 0.02}, "multiclass": {"accuracy": 0.02}, "regression": {"mae": 0.05},
+}
+DEFAULT_PLANNING_RATES: dict[str, dict[str, float]] = {
+    "binary": {"accuracy": 0.85, "error_rate": 0.05}, "multiclass": {"accuracy": 0.85, "error_rate": 0.05},
+    "regression": {"error_rate": 0.05},
+}
+
+
+def reference_problems(params: Params) -> list[str]:
+    """Every key that names a column that is not a declared feature, or a metric that does not fit
+    `model.task` -- found before any stage runs, each naming its key."""
+    task, data, quality = params.model.task, params.data, params.gates.quality
+    features, numeric = set(data.features), set(data.numeric)
+    problems: list[str] = []
+    if params.model.target in features:
+        problems.append(f"model.target {params.model.target!r} must not be listed as a feature")
+    if params.model.positive_class is not None and task != "binary":
+        problems.append(f"model.positive_class {params.model.positive_class!r}: only for task binary "
+                        f"(task is {task}); remove it")
+    if params.model.target in data.drop_columns:
+        problems.append(f"data.drop_columns lists the target {params.model.target!r}")
+    for column in sorted(features & set(data.drop_columns)):
+        problems.append(f"data.drop_columns.{column}: also declared as a feature")
+
+    def columns(key: str, names: list[str] | dict[str, Any], pool: set[str], kind: str) -> None:
+        for name in names:
+            if name not in pool:
+                problems.append(f"{key}.{name}: not a declared {kind} ({_known(kind, pool)})")
+
+    columns("gates.data.drift.critical", params.gates.data.drift.critical, features, "feature")
+    columns("gates.data.drift.features", params.gates.data.drift.features, features, "feature")
+    columns("gates.quality.slices.categorical", quality.slices.categorical, features, "feature")
+    columns("gates.quality.slices.numeric", quality.slices.numeric, numeric, "numeric feature")
+    columns("serving.prediction_log.omit_columns", params.serving.prediction_log.omit_columns, features, "feature")
+    columns("serving.prediction_log.hash_columns", params.serving.prediction_log.hash_columns, features, "feature")
+
+    allowed = TASK_METRICS[task]
+    valid = f"valid for {task}: {', '.join(allowed)}"
+    for key, names in (("gates.quality.metrics", quality.metrics), ("gates.quality.max_gap", quality.max_gap)):
+        problems += [f"{key}.{m}: not a {task} metric ({valid})" for m in names if m not in allowed]
+    if quality.slices.categorical or quality.slices.numeric:
+        problems += [f"gates.quality.slices.metrics.{m}: not a {task} metric ({valid})"
+                     for m in quality.slices.metrics if m not in allowed]
+    canary = params.rollout.canary
+    label_metrics = [m for m, tasks in CANARY_LABEL_METRICS.items() if task in tasks]
+    for key, names in (("rollout.canary.metric_margins", canary.metric_margins),
+                       ("rollout.canary.planning_rates", canary.planning_rates)):
+        problems += [f"{key}.{m}: not a canary metric for task {task} (valid: {', '.join(label_metrics)})"
+                     for m in names if m != "error_rate" and m not in label_metrics]
+    return problems
+
+
+def _known(kind: str, pool: set[str]) -> str:
+    declared = "data.numeric" if kind.startswith("numeric") else "data.categorical / data.numeric"
+    shown = sorted(pool)
+    listed = ", ".join(shown[:8]) + (f" and {len(shown) - 8} more" if len(shown) > 8 else "")
+    return f"the {kind}s under {declared} are: {listed}" if shown else f"none declared under {declared}"
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:

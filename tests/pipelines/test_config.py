@@ -108,3 +108,55 @@ def test_the_installed_command_prints_one_line_and_no_traceback(tmp_path, base_p
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "did you mean 'model'" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def _regression(base_params: dict) -> dict:
+    """The repository's params turned into a regression config on the same data (day charge as target)."""
+    params = yaml.safe_load(yaml.safe_dump(base_params))
+    params["model"] = {"name": "charge", "task": "regression", "target": "total_day_charge"}
+    params["data"]["numeric"] = [c for c in params["data"]["numeric"] if c != "total_day_charge"]
+    params["gates"]["quality"]["metrics"] = {"mae": {"greater_is_better": False, "max_regression": 0.5}}
+    params["gates"]["quality"]["max_gap"] = {"r2": 0.1}
+    params["gates"]["quality"]["slices"]["metrics"] = ["mae"]
+    params["rollout"]["canary"].pop("metric_margins", None)
+    params["rollout"]["canary"].pop("planning_rates", None)
+    return params
+
+
+def test_a_regression_config_without_canary_metrics_gets_the_mae_not_accuracy(tmp_path, base_params):
+    params = load_params(_write(tmp_path, _regression(base_params)))
+    assert list(params.rollout.canary.metric_margins) == ["mae"]
+    assert "accuracy" not in params.rollout.canary.planning_rates
+
+
+@pytest.mark.parametrize(("edit", "key"), [
+    (lambda p: p["gates"]["data"]["drift"].update(critical=["customerID"]), "gates.data.drift.critical.customerID"),
+    (lambda p: p["gates"]["quality"]["slices"].update(categorical=["nope"]), "gates.quality.slices.categorical.nope"),
+    (lambda p: p["gates"]["quality"]["slices"].update(numeric={"Contract": 4}), "gates.quality.slices.numeric.Contract"),
+    (lambda p: p["gates"]["quality"].update(max_gap={"roc_auc": 0.1}), "gates.quality.max_gap.roc_auc"),
+    (lambda p: p["gates"]["quality"]["slices"].update(metrics=["accuracy"]), "slices.metrics ['accuracy']"),
+    (lambda p: p["rollout"]["canary"].update(metric_margins={"accuracy": 0.02}),
+     "rollout.canary.metric_margins.accuracy"),
+    (lambda p: p["model"].update(positive_class="Yes"), "model.positive_class"),
+    (lambda p: p["serving"].setdefault("prediction_log", {}).update(omit_columns=["email"]),
+     "serving.prediction_log.omit_columns.email"),
+])
+def test_references_that_do_not_fit_the_features_or_the_task_are_rejected_naming_the_key(
+        tmp_path, base_params, capsys, edit, key):
+    params = _regression(base_params)
+    params["gates"]["quality"]["slices"]["metrics"] = ["mae"]
+    params["gates"]["quality"]["metrics"]["mae"] = {"greater_is_better": False, "max_regression": 0.5}
+    edit(params)
+    code, out = _validate(_write(tmp_path, params), capsys)
+    assert code == 2, out
+    assert key in out
+
+
+def test_every_problem_is_named_in_one_message(tmp_path, base_params, capsys):
+    params = _regression(base_params)
+    params["gates"]["data"]["drift"]["critical"] = ["a1", "a2"]
+    params["gates"]["quality"]["max_gap"] = {"roc_auc": 0.1, "accuracy": 0.1}
+    code, out = _validate(_write(tmp_path, params), capsys)
+    assert code == 2
+    for key in ("critical.a1", "critical.a2", "max_gap.roc_auc", "max_gap.accuracy"):
+        assert key in out

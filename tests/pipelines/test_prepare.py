@@ -95,3 +95,13 @@ def test_nothing_is_half_written_when_a_column_is_missing(project, capsys):
     project.write()
     assert _prepare(project, capsys)[0] == 2
     assert file_md5(project.root / "data" / "train.parquet") == before
+
+
+def test_a_text_column_declared_numeric_is_exit_2_naming_it_never_an_internal_error(project, capsys):
+    project.params["data"]["categorical"].remove("state")
+    project.params["data"]["numeric"].append("state")
+    project.write()
+    code, out = _prepare(project, capsys)
+    assert code == 2, out
+    assert "column 'state' is listed under data.numeric but holds text" in out
+    assert "Traceback" not in out and "internal error" not in out
