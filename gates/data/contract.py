@@ -8,6 +8,7 @@ stage's job; `contract_checks` turns GX's result dictionaries into Checks named
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,20 +36,35 @@ class ColumnRoles:
     keys: tuple[str, ...] = ()
 
 
-def suggest_suite(frame: pd.DataFrame, roles: ColumnRoles, config: DataGateConfig, name: str) -> dict[str, Any]:
-    """A suite derived from `frame` (the training split): columns, types, null rates, value sets, ranges."""
+def suggest_suite(frame: pd.DataFrame, roles: ColumnRoles, config: DataGateConfig, name: str,
+                  batch_rows: int | None = None) -> dict[str, Any]:
+    """A suite derived from `frame` (the training split): columns, types, null rates, value sets, ranges.
+
+    `batch_rows`: rows of the smallest batch the suite will judge. A range lets `range_outlier_share`
+    of rows fall outside it, and at least one row: in a batch under 1 / share rows, one rare value
+    would otherwise be a whole failed expectation.
+    """
     expectations = [
         _expectation("expect_table_columns_to_match_ordered_list", column_list=[str(c) for c in frame.columns]),
         _expectation("expect_table_row_count_to_be_between", min_value=config.min_batch_rows,
                      max_value=config.max_batch_rows),
     ]
     for column in frame.columns:
-        expectations.extend(column_expectations(frame[column], roles, config))
-    return {"name": name, "expectations": expectations,
-            "meta": {"generated_by": "mlgate gate data --suggest", "rows": int(len(frame))}}
+        expectations.extend(column_expectations(frame[column], roles, config, batch_rows))
+    meta = {"generated_by": "mlgate gate data --suggest", "rows": int(len(frame))}
+    if batch_rows:
+        meta["smallest_batch_rows"] = int(batch_rows)
+    return {"name": name, "expectations": expectations, "meta": meta}
 
 
-def column_expectations(series: pd.Series, roles: ColumnRoles, config: DataGateConfig) -> list[dict[str, Any]]:
+def outlier_share(config: DataGateConfig, batch_rows: int | None) -> float:
+    """The share of a batch a suggested range tolerates outside it: the configured share, one row at least."""
+    share = config.range_outlier_share
+    return max(share, 1.0 / batch_rows) if batch_rows and share > 0 else share
+
+
+def column_expectations(series: pd.Series, roles: ColumnRoles, config: DataGateConfig,
+                        batch_rows: int | None = None) -> list[dict[str, Any]]:
     """The rules of one column: present, typed, bounded null share, then its values by role."""
     column = str(series.name)
     numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
@@ -61,7 +77,7 @@ def column_expectations(series: pd.Series, roles: ColumnRoles, config: DataGateC
     if is_key:
         rules.append(_expectation("expect_column_values_to_be_unique", column=column))
     elif column in roles.numeric or (column == roles.target and numeric):
-        rules.extend(_range_rule(column, series, config.range_tolerance, config.range_outlier_share))
+        rules.extend(_range_rule(column, series, config.range_tolerance, outlier_share(config, batch_rows)))
     elif column in roles.categorical or column == roles.target:
         values = sorted({_plain(v) for v in series.dropna().unique()}, key=str)
         rules.append(_expectation("expect_column_values_to_be_in_set", column=column, value_set=values))
@@ -76,9 +92,9 @@ def _type_rule(column: str, series: pd.Series, numeric: bool) -> dict[str, Any]:
     return _expectation("expect_column_values_to_be_of_type", column=column, type_=TEXT_TYPE)
 
 
-def _range_rule(column: str, series: pd.Series, tolerance: float, outlier_share: float) -> list[dict[str, Any]]:
+def _range_rule(column: str, series: pd.Series, tolerance: float, share: float) -> list[dict[str, Any]]:
     """Observed [min, max] widened by `tolerance` x range (never below 0 for a column that never was),
-    with `outlier_share` of rows allowed outside: real batches hold rare values beyond training's."""
+    with `share` of rows allowed outside: real batches hold rare values beyond training's."""
     values = pd.to_numeric(series, errors="coerce").dropna()
     if values.empty:
         return []
@@ -87,7 +103,7 @@ def _range_rule(column: str, series: pd.Series, tolerance: float, outlier_share:
     lower = low - pad if low < 0 else max(0.0, low - pad)
     return [_expectation("expect_column_values_to_be_between", column=column,
                          min_value=_round(lower), max_value=_round(high + pad),
-                         mostly=_round(1.0 - outlier_share) if outlier_share > 0 else None)]
+                         mostly=_floor(1.0 - share) if share > 0 else None)]
 
 
 def _expectation(kind: str, **kwargs: Any) -> dict[str, Any]:
@@ -97,6 +113,12 @@ def _expectation(kind: str, **kwargs: Any) -> dict[str, Any]:
 def _round(value: float) -> float | int:
     rounded = round(value, 6)
     return int(rounded) if float(rounded).is_integer() else rounded
+
+
+def _floor(value: float) -> float | int:
+    """Rounded down to 6 decimals: a `mostly` never stricter than the share it was derived from."""
+    floored = math.floor(value * 1e6) / 1e6
+    return int(floored) if floored.is_integer() else floored
 
 
 def _plain(value: Any) -> Any:

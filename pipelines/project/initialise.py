@@ -18,6 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from mlgate import __version__
+from mlgate.pipelines.checks.data.suggestion import suggested_suite
 from mlgate.pipelines.datasets import SPLITS, read_table
 from mlgate.pipelines.errors import MlgateError, UsageError
 from mlgate.pipelines.params import Params, describe_errors, load_params
@@ -159,7 +160,7 @@ def rendered_files(params: Params, root: Path) -> list[PlannedFile]:
         splits = make_splits(rendering.source_frame(params, root), params)
     except ValueError as exc:  # sklearn's stratified split refusing a class that is too small
         raise UsageError(f"the data cannot be split as params.yaml says: {exc}") from None
-    suite = rendering.suggested_suite(params, splits)
+    suite = suggested_suite(params, splits, "mlgate init")
     planned = [PlannedFile("dvc.yaml", rendering.dvc_yaml(params)),
                PlannedFile(rendering.suite_file(params), suite_text(suite))]
     return planned + [PlannedFile(path, text) for path, text in rendering.workflows(__version__).items()]
