@@ -185,8 +185,9 @@ def progress_check(challenger: ArmCounts, config: CanaryConfig) -> Check:
     need_labels = config.min_labels_per_step if config.metric_margins else 0
     have = (challenger.step_requests, challenger.step_labels)
     done = have[0] >= config.min_requests_per_step and have[1] >= need_labels
-    message = (f"this step: {have[0]} of {config.min_requests_per_step} challenger requests, {have[1]} of "
-               f"{need_labels} labelled rows")
+    labels = (f"{have[1]} of {need_labels} labelled rows" if need_labels else
+              "labels not needed (no label metric in rollout.canary.metric_margins)")
+    message = f"this step: {have[0]} of {config.min_requests_per_step} challenger requests, {labels}"
     return check("step_progress", O.SUCCESSFUL if done else O.INCONCLUSIVE, message, value=have[0],
                  threshold=config.min_requests_per_step, expected="enough traffic in this step")
 

@@ -195,7 +195,7 @@ def relative_check(name: str, rule: MetricThreshold, comparison: MetricCompariso
         decision = None
     status = Status.SKIP if decision is None else (Status.PASS if decision.passed else Status.FAIL)
     text = decision.message if decision else f"{interval.describe(name)}; no relative rule configured"
-    message = f"{text} ({comparison.method} {p_text(interval.p_value)})"
+    message = f"{text} ({comparison.method} test of no difference: {p_text(interval.p_value)})"
     return Check(check_name, status, interval.estimate, expected, message, comparison_details(comparison, rule))
 
 

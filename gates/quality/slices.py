@@ -198,8 +198,9 @@ def _slice_check(j: _Judged, adjusted: tuple[float, float] | None, alpha: float,
         verdict = "inconclusive against"
     interval = j.comparison.interval
     message = (f"{interval.describe(metric)} on {j.slice.name} (n={n}) {verdict} margin {margin:.3f} "
-               f"({j.comparison.method} {p_text(interval.p_value)}; Holm over {family}: "
-               f"{p_text(p_ni, 'p_noninferior')}, {p_text(p_worse, 'p_worse')})")
+               f"({j.comparison.method} test of no difference: {p_text(interval.p_value)}; Holm over {family} "
+               f"slices: {p_text(p_ni, 'p_noninferior')} against H0 worse by the margin, "
+               f"{p_text(p_worse, 'p_worse')} against H0 not worse by it)")
     details = {**base, **comparison_details(j.comparison, j.rule), "verdict": verdict.split()[0],
                "p_noninferior_holm": p_ni, "p_worse_holm": p_worse, "family_size": family}
     return Check(name, status, interval.estimate, expected, message, details)

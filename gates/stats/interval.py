@@ -42,16 +42,24 @@ def non_inferiority(name: str, interval: Interval, margin: float, *, greater_is_
     """Non-inferiority of candidate vs baseline on delta = candidate - baseline, decided on the CI bound.
 
     Greater is better: the lower bound must exceed -margin. Lower is better: the upper bound must be
-    below +margin. A CI that straddles the margin does not establish non-inferiority (fails).
+    below +margin. A CI that straddles the margin does not establish non-inferiority (fails). The
+    message states the rule it applied: which bound, against which margin, and why it failed.
     """
     _check_margin(margin)
     if greater_is_better:
-        limit, passed = -margin, interval.low > -margin
-        relation = "above" if passed else "below"
+        bound_name, bound, limit = "lower", interval.low, -margin
+        passed, worse = bound > limit, interval.estimate <= limit
+        op = ">" if passed else "<="
     else:
-        limit, passed = margin, interval.high < margin
-        relation = "below" if passed else "above"
-    return Decision(passed, f"{interval.describe(name)} {relation} non-inferiority margin {limit:+.3f}")
+        bound_name, bound, limit = "upper", interval.high, margin
+        passed, worse = bound < limit, interval.estimate >= limit
+        op = "<" if passed else ">="
+    rule = f"CI {bound_name} bound {bound:+.3f} {op} margin {limit:+.3f}"
+    if passed:
+        return Decision(True, f"{interval.describe(name)}: {rule}: non-inferior")
+    why = ("the estimate itself is beyond the margin" if worse else
+           "the estimate is within the margin but the CI is too wide to show it (more rows narrow it)")
+    return Decision(False, f"{interval.describe(name)}: {rule}: non-inferiority not shown; {why}")
 
 
 def required_improvement(
@@ -60,11 +68,14 @@ def required_improvement(
     """Superiority by at least `min_improvement`: the whole CI must lie beyond it in the good direction."""
     _check_margin(min_improvement)
     if greater_is_better:
-        limit, passed = min_improvement, interval.low > min_improvement
+        bound_name, bound, limit = "lower", interval.low, min_improvement
+        passed = bound > limit
     else:
-        limit, passed = -min_improvement, interval.high < -min_improvement
+        bound_name, bound, limit = "upper", interval.high, -min_improvement
+        passed = bound < limit
     verb = "clears" if passed else "does not clear"
-    return Decision(passed, f"{interval.describe(name)} {verb} required improvement {limit:+.3f}")
+    return Decision(passed, f"{interval.describe(name)}: CI {bound_name} bound {bound:+.3f} {verb} required "
+                            f"improvement {limit:+.3f}")
 
 
 def holm_adjust(p_values: Sequence[float] | np.ndarray) -> np.ndarray:

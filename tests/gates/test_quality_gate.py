@@ -21,8 +21,9 @@ from mlgate.pipelines.stages.prepare import make_splits
 from mlgate.pipelines.stages.train import build_pipeline
 
 CI_MESSAGE = re.compile(
-    r"^(?P<metric>\w+) delta [+-]\d\.\d{3} \[95% CI [+-]\d\.\d{3}, [+-]\d\.\d{3}\] (above|below) "
-    r"non-inferiority margin [+-]0\.\d{3} \((DeLong|McNemar|bootstrap) p[=<]\d\.\d{3}\)$"
+    r"^(?P<metric>\w+) delta [+-]\d\.\d{3} \[95% CI [+-]\d\.\d{3}, [+-]\d\.\d{3}\]: CI (lower|upper) bound "
+    r"[+-]\d\.\d{3} (<=|>=|<|>) margin [+-]0\.\d{3}: .*\((DeLong|McNemar|bootstrap) test of no difference: "
+    r"p[=<]\d\.\d{3}\)$"
 )
 
 
@@ -119,7 +120,8 @@ def test_candidate_trained_on_30pct_flipped_labels_fails_naming_metric_and_ci(
     auc = checks["metric.roc_auc.vs_baseline"]
     low, high = auc.details["ci"]
     assert high < -0.01 and auc.details["test"] == "DeLong" and auc.details["p_value"] < 0.05
-    assert f"[95% CI {low:+.3f}, {high:+.3f}] below non-inferiority margin -0.010 (DeLong p" in auc.message
+    assert f"[95% CI {low:+.3f}, {high:+.3f}]: CI lower bound {low:+.3f} <= margin -0.010" in auc.message
+    assert "(DeLong test of no difference: p" in auc.message
     assert checks["metric.accuracy.vs_baseline"].details["test"] == "McNemar"
     assert checks["metric.log_loss.vs_baseline"].details["test"] == "bootstrap"
     assert checks["metric.log_loss.vs_baseline"].details["delta"] > 0  # lower is better: worse is positive

@@ -319,14 +319,19 @@ def test_non_inferiority_decides_on_the_ci_bound_with_the_rule_in_words() -> Non
     regression = Interval(-0.021, -0.034, -0.008, 0.95, 0.001, "test")
     decision = non_inferiority("roc_auc", regression, 0.01, greater_is_better=True)
     assert not decision.passed
-    expected = "roc_auc delta -0.021 [95% CI -0.034, -0.008] below non-inferiority margin -0.010"
+    expected = ("roc_auc delta -0.021 [95% CI -0.034, -0.008]: CI lower bound -0.034 <= margin -0.010: "
+                "non-inferiority not shown; the estimate itself is beyond the margin")
     assert decision.message == expected
+    identical = non_inferiority("accuracy", Interval(0.0, -0.041, 0.041, 0.95, 1.0, "test"), 0.02,
+                                greater_is_better=True)
+    assert not identical.passed
+    assert "CI lower bound -0.041 <= margin -0.020" in identical.message and "too wide" in identical.message
     straddles = Interval(-0.002, -0.012, 0.008, 0.95, 0.6, "test")
     assert not non_inferiority("roc_auc", straddles, 0.01, greater_is_better=True).passed
     assert non_inferiority("roc_auc", straddles, 0.02, greater_is_better=True).passed
     worse_loss = Interval(0.015, 0.005, 0.025, 0.95, 0.01, "test")
     loss = non_inferiority("log_loss", worse_loss, 0.02, greater_is_better=False)
-    assert not loss.passed and "above non-inferiority margin +0.020" in loss.message
+    assert not loss.passed and "CI upper bound +0.025 >= margin +0.020" in loss.message
     assert non_inferiority("log_loss", worse_loss, 0.03, greater_is_better=False).passed
     per_slice = Interval(0.01, -0.002, 0.022, bonferroni_level(0.95, 4), None, "test")
     assert "[98.75% CI -0.002, +0.022]" in per_slice.describe("accuracy")
