@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -29,7 +29,8 @@ class FeatureSpec:
     required: bool = True
     minimum: float | None = None
     maximum: float | None = None
-    categories: tuple[str, ...] = ()
+    categories: tuple[Any, ...] = ()
+    categorical: bool = False  # declared categorical: a category whatever its type (0/1 flags, codes)
 
     @property
     def kind(self) -> Kind:
@@ -68,37 +69,40 @@ def schema_from_frame(
     signature_columns: Sequence[Mapping[str, Any]],
     classes: Sequence[Any] | None,
     proba: bool | None = None,
+    categorical: Sequence[str] = (),
 ) -> DataSchema:
     """Build the schema from the signature's input columns and the training rows; `proba` defaults
-    to whether there are classes.
+    to whether there are classes. Columns in `categorical` are categories whatever their type: a
+    number-coded one gets its observed values (for an unseen-category case) besides its range.
 
     Raises ValueError naming the problem when the signature is empty, not column-based, or names a
     column the training data does not have.
     """
     if not signature_columns:
         raise ValueError("the model has no input signature; edge cases are generated from it")
-    specs = tuple(_feature_spec(frame, column) for column in signature_columns)
+    specs = tuple(_feature_spec(frame, column, set(categorical)) for column in signature_columns)
     base_row, note = _base_row(frame, specs)
     labels = tuple(_native(c) for c in classes) if classes is not None else None
     has_proba = labels is not None if proba is None else proba
     return DataSchema(specs, base_row, labels, has_proba, (note,) if note else ())
 
 
-def _feature_spec(frame: pd.DataFrame, column: Mapping[str, Any]) -> FeatureSpec:
+def _feature_spec(frame: pd.DataFrame, column: Mapping[str, Any], categorical: set[str]) -> FeatureSpec:
     name, kind = column.get("name"), column.get("type")
     if not name or kind in (None, "tensor"):
         raise ValueError(f"signature input {dict(column)} is not a named column; only column signatures are supported")
     if name not in frame.columns:
         raise ValueError(f"signature column {name!r} is not in the training data")
-    spec = FeatureSpec(str(name), str(kind), bool(column.get("required", True)))
+    spec = FeatureSpec(str(name), str(kind), bool(column.get("required", True)), categorical=name in categorical)
     values = frame[name].dropna()
     if spec.kind == "number" and len(values):
         numbers = pd.to_numeric(values, errors="coerce").dropna()
         numbers = numbers[np.isfinite(numbers.to_numpy(dtype=float))]
         if len(numbers):
-            return FeatureSpec(spec.name, spec.type, spec.required, float(numbers.min()), float(numbers.max()))
+            codes = tuple(sorted({spec.as_type(v) for v in numbers.unique()})) if spec.categorical else ()
+            return replace(spec, minimum=float(numbers.min()), maximum=float(numbers.max()), categories=codes)
     if spec.kind == "string":
-        return FeatureSpec(spec.name, spec.type, spec.required, categories=tuple(sorted(map(str, values.unique()))))
+        return replace(spec, categories=tuple(sorted(map(str, values.unique()))))
     return spec
 
 

@@ -79,7 +79,7 @@ _VALUES: list[tuple[str, str, Callable[[FeatureSpec], Any]]] = [
     ("below_min", "below the training minimum by the observed range", lambda spec: _outside(spec, -1)),
     ("above_max", "above the training maximum by the observed range", lambda spec: _outside(spec, +1)),
     ("zero", "zero", lambda spec: spec.as_type(0)),
-    ("unseen_category", "a category never seen in training", lambda spec: UNSEEN_CATEGORY),
+    ("unseen_category", "a category never seen in training", lambda spec: _unseen(spec)),
     ("empty_string", "an empty string", lambda spec: ""),
     ("long_string", "a 10,000-character string", lambda spec: LONG_STRING),
     ("non_ascii", "non-ASCII text", lambda spec: NON_ASCII),
@@ -97,8 +97,10 @@ _VALID = {
 
 
 def feature_cases(build: _CaseBuilder, spec: FeatureSpec) -> list[Case]:
-    """The per-feature value cases that apply to the column's kind."""
+    """The per-feature value cases that apply to the column's kind (and to a number-coded category)."""
     applicable = _VALID[spec.kind]
+    if spec.kind == "number" and spec.categorical and spec.categories:
+        applicable = {**applicable, "unseen_category": True}
     cases = []
     for suffix, description, value_of in _VALUES:
         if suffix not in applicable or (suffix in ("below_min", "above_max") and spec.minimum is None):
@@ -125,6 +127,14 @@ def _outside(spec: FeatureSpec, direction: int) -> int | float:
     low, high = spec.minimum or 0.0, spec.maximum or 0.0  # only called when the range is known
     width = max(high - low, 1.0)
     return spec.as_type(high + width if direction > 0 else low - width)
+
+
+def _unseen(spec: FeatureSpec) -> Any:
+    """A category the training data never had: a marker string, or for a number-coded category the
+    next whole number above its codes."""
+    if spec.kind != "number":
+        return UNSEEN_CATEGORY
+    return spec.as_type(math.floor(max(spec.categories)) + 1)
 
 
 def _wrong_type(spec: FeatureSpec) -> Any:

@@ -42,23 +42,32 @@ _ESTIMATORS = {
 _NEEDS_SCALING = {"logistic_regression"}
 
 
-def build_pipeline(params: Params) -> Pipeline:
-    """Imputation, one-hot encoding that ignores unseen categories, scaling where the estimator needs it."""
+def build_pipeline(params: Params, frame: pd.DataFrame | None = None) -> Pipeline:
+    """Imputation, one-hot encoding that ignores unseen categories, scaling where the estimator needs it.
+
+    Categorical columns are categories whatever their dtype. Text ones have nulls imputed as their own
+    category; number-coded ones (0/1 flags, codes; known from `frame`, the training rows) go straight to
+    the encoder, which keeps NaN as its own category (a text fill value cannot go into a number column,
+    and the server sends them as numbers).
+    """
     name, seed = params.train.estimator, params.train.seed
     estimator = _ESTIMATORS[(name, params.model.task == "regression")]()
     _set_hyperparams(estimator, {**_seed_param(estimator, seed), **params.train.hyperparams})
     numeric_steps = [("impute", SimpleImputer(strategy="median"))]
     if name in _NEEDS_SCALING:
         numeric_steps.append(("scale", StandardScaler()))
+    coded = [c for c in params.data.categorical if frame is not None and c in frame.columns
+             and pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
+    text = [c for c in params.data.categorical if c not in coded]
     categorical = Pipeline([
         ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
         ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
     ])
-    features = ColumnTransformer(
-        [("numeric", Pipeline(numeric_steps), params.data.numeric),
-         ("categorical", categorical, params.data.categorical)],
-        remainder="drop",
-    )
+    transformers = [("numeric", Pipeline(numeric_steps), params.data.numeric),
+                    ("categorical", categorical, text)]
+    if coded:
+        transformers.append(("coded", OneHotEncoder(handle_unknown="ignore", sparse_output=False), coded))
+    features = ColumnTransformer(transformers, remainder="drop")
     return Pipeline([("features", features), ("estimator", estimator)])
 
 
@@ -131,8 +140,8 @@ def current_lineage(params: Params, base_dir: Path) -> Lineage:
 def fit_and_log(params: Params, tracking_uri: str, base_dir: Path = Path(".")) -> TrainOutcome:
     """Fit on `train`, measure on `test`, log the run and model to MLflow, write `train.model_dir`."""
     train, test = load_checked_splits(params, base_dir)
-    pipeline = build_pipeline(params)
     x_train, y_train = features_and_target(train, params)
+    pipeline = build_pipeline(params, x_train)
     pipeline.fit(x_train, y_train)
     metrics = holdout_metrics.compute(params.model, pipeline, *features_and_target(test, params))
     lineage = current_lineage(params, base_dir)

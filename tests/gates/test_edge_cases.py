@@ -269,3 +269,18 @@ def test_a_regressor_gets_number_predictions_and_no_probability_cases(train, sig
     one_row = made["request.one_row"]
     assert judge(one_row, Answer(200, _body({"predictions": [0.37]}))).status is Status.PASS
     assert judge(one_row, Answer(200, _body({"predictions": ["0.37"]}))).status is Status.FAIL
+
+
+def test_a_number_coded_category_gets_an_unseen_category_case(train, signature):
+    """A 0/1 flag declared categorical is served as a number, and still tested with a code training never had."""
+    frame = train.assign(flag=(train["total_day_minutes"] > 180).astype("int64"))
+    columns = [*signature, {"name": "flag", "type": "double", "required": True}]
+    schema = schema_from_frame(frame, columns, np.array(["no", "yes"], dtype=object), categorical=["flag"])
+    spec = next(s for s in schema.features if s.name == "flag")
+    assert spec.categorical and spec.categories == (0.0, 1.0)
+    cases = {c.name: c for c in generate_cases(schema, LIMITS, EdgeCasesConfig(property_rows=0))}
+    unseen = cases["feature.flag.unseen_category"]
+    assert unseen.expect == "ok" and unseen.sent == {"column": "flag", "value": 2.0}
+    plain = schema_from_frame(frame, columns, np.array(["no", "yes"], dtype=object))
+    assert "feature.flag.unseen_category" not in {c.name for c in generate_cases(plain, LIMITS, EdgeCasesConfig(
+        property_rows=0))}

@@ -94,3 +94,29 @@ def test_loader_refuses_pickle_models(tmp_path):
     mlflow.sklearn.save_model(model, tmp_path / "m", serialization_format="cloudpickle")
     with pytest.raises(ModelLoadError, match="serialized with 'cloudpickle': refusing to load a pickle-based model"):
         load_sklearn_model(str(tmp_path / "m"))
+
+
+def test_a_number_coded_category_with_nulls_trains_and_serves_as_a_category(base_params, churn_frame):
+    """A 0/1 or code column declared categorical: the text fill value of the imputer cannot go into it (it
+    ended train with exit 3); it is one-hot encoded with NaN as its own category, and the server's doubles,
+    an unseen code and a null all predict."""
+    from mlgate.pipelines.params import Params
+    from mlgate.pipelines.stages.train import build_pipeline
+
+    raw = json.loads(json.dumps(base_params))
+    raw["data"]["numeric"].remove("number_customer_service_calls")
+    raw["data"]["categorical"].append("number_customer_service_calls")
+    raw["gates"]["quality"]["slices"]["numeric"].pop("number_customer_service_calls")
+    raw["train"] = {**raw["train"], "estimator": "logistic_regression", "hyperparams": {}}
+    params = Params.model_validate(raw)
+    frame = churn_frame.head(400).copy()
+    frame["number_customer_service_calls"] = frame["number_customer_service_calls"].astype("float64")
+    frame.loc[frame.index[:20], "number_customer_service_calls"] = None
+    model = build_pipeline(params, frame).fit(frame[params.data.features], frame["churn"])
+    coded = model.named_steps["features"].named_transformers_["coded"]
+    assert list(coded.feature_names_in_) == ["number_customer_service_calls"]
+    served = frame[params.data.features].head(3).copy()
+    served["number_customer_service_calls"] = [1.0, 99.0, None]  # as the server builds it: doubles
+    assert model.predict_proba(served).shape == (3, 2)
+    ones = model.named_steps["features"].transform(served)
+    assert ones.shape[0] == 3

@@ -43,7 +43,8 @@ def run(ctx: RunContext, *, model: str | None = None) -> GateResult:
     train, test = (_split(ctx, name) for name in ("train", "test"))
     try:
         schema = schema_from_frame(train, candidate.input_columns, _classes(candidate.model, train, params.model),
-                                   proba=hasattr(candidate.model, "predict_proba"))
+                                   proba=hasattr(candidate.model, "predict_proba"),
+                                   categorical=params.data.categorical)
     except ValueError as exc:
         return GateResult.error(edge_cases.GATE, f"{candidate.path}: {exc}", time.perf_counter() - started, "schema")
     require_columns(test, schema.names, str(split_path(params.data, "test", ctx.base_dir)), "signature column")
