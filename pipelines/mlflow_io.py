@@ -22,6 +22,26 @@ def resolve_tracking_uri(environ: Mapping[str, str] | None = None) -> str:
     return environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+def store_location(uri: str, base_dir: Path | None = None) -> str:
+    """Where a tracking URI points, for comparing two spellings of one store: a SQLite or file store as
+    its absolute, resolved path (relative paths against `base_dir`, default the working directory, as
+    MLflow reads them); a server URL with its scheme and host lower-cased and no trailing slash."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    def resolved(path: str) -> str:
+        return str(Path(path).resolve() if Path(path).is_absolute() else ((base_dir or Path.cwd()) / path).resolve())
+
+    if uri.startswith("sqlite:///"):
+        path = uri.removeprefix("sqlite:///")
+        return uri if path in ("", ":memory:") else "sqlite:///" + resolved(path)
+    if uri.startswith("file://"):
+        return "file://" + resolved(uri.removeprefix("file://"))
+    if "://" not in uri:
+        return "file://" + resolved(uri)
+    parts = urlsplit(uri)
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query, ""))
+
+
 def client(tracking_uri: str):  # -> mlflow.MlflowClient (imported lazily: mlflow is slow to import)
     import mlflow
 

@@ -50,7 +50,9 @@ def read_train_run(path: Path, tracking_uri: str) -> dict[str, Any] | None:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"{path}: malformed training record ({type(exc).__name__}: {exc})") from None
     logged_to = run.get("tracking_uri")
-    if logged_to and logged_to != tracking_uri:
+    # The same store spelt two ways (sqlite:///mlflow.db and sqlite:////abs/mlflow.db) is the same store;
+    # a relative location in the record is relative to the project, where `dvc repro` trained.
+    if logged_to and registry.store_location(logged_to, path.parent.parent) != registry.store_location(tracking_uri):
         raise UsageError(f"{path}: run {run_id} was logged to {logged_to}, not to {tracking_uri}; re-run "
                          "`dvc repro --force` with MLFLOW_TRACKING_URI set to the registry you register into")
     return {**run, "run_id": run_id, "model_uri": model_uri}

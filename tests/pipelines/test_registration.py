@@ -104,7 +104,8 @@ def test_register_records_lineage_reports_and_the_challenger_alias(trained_passe
     name = passed.params["model"]["name"]
     registration = json.loads((passed.root / "reports" / "registration.json").read_text())
     version = registration["version"]
-    assert out.strip().splitlines()[-1] == version
+    assert f"registered {name} version {version} (" in out
+    assert all(line.startswith(("register:", " ")) for line in out.strip().splitlines()), out  # no bare lines
     ref = registry.version_by_alias(mlflow_uri, name, registry.CHALLENGER)
     assert ref is not None and ref.version == version
     verdict = json.loads((passed.root / "reports" / "verdict.json").read_text())
@@ -118,7 +119,7 @@ def test_register_records_lineage_reports_and_the_challenger_alias(trained_passe
     gates = mlflow.MlflowClient(mlflow_uri).list_artifacts(run["run_id"], "mlgate-reports/gates")
     assert {Path(a.path).name for a in gates} == {f"{g}.json" for g in EXPECTED_GATES}
     again, out = register(passed, mlflow_uri, capsys)
-    assert again == 0 and "already registered as" in out and out.strip().splitlines()[-1] == version
+    assert again == 0 and f"already registered as {name} version {version} (" in out
 
 
 def test_register_refuses_a_failed_verdict(passed, mlflow_uri, capsys):
@@ -158,3 +159,22 @@ def test_register_refuses_changed_thresholds_but_not_rollout_settings(passed, ml
     passed.write()
     code, out = register(passed, mlflow_uri, capsys)
     assert code == 1 and "params.yaml changed since the verdict" in out
+
+
+def test_one_store_spelt_two_ways_is_the_same_store(tmp_path, monkeypatch):
+    """`sqlite:///mlflow.db` (as dvc repro trained, in the project) and `sqlite:////<abs>/mlflow.db` (as the
+    README's register step spells it) are one file: the training record is accepted, not refused."""
+    from mlgate.pipelines.errors import UsageError
+    from mlgate.pipelines.mlflow_io import store_location
+    from mlgate.pipelines.registry.model_source import read_train_run
+
+    monkeypatch.chdir(tmp_path)
+    record = tmp_path / "reports" / "train_run.json"
+    record.parent.mkdir()
+    record.write_text(json.dumps({"run_id": "r1", "model_uri": "models:/m-1", "tracking_uri": "sqlite:///mlflow.db"}))
+    absolute = f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert store_location("sqlite:///mlflow.db") == store_location(absolute)
+    assert read_train_run(record, absolute)["run_id"] == "r1"
+    assert store_location("HTTP://Tracking.example.com:5000/") == "http://tracking.example.com:5000"
+    with pytest.raises(UsageError, match="was logged to sqlite:///mlflow.db, not to sqlite:///other.db"):
+        read_train_run(record, "sqlite:///other.db")

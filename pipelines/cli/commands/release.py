@@ -74,7 +74,6 @@ def register_command(args: argparse.Namespace) -> int:
                  f"verdict {ref.tags.get('mlgate.verdict')}, model digest {ref.tags.get('mlgate.model_digest')}, "
                  f"run {ref.run_id}")
     console.info(f"register: attached {len(outcome.artifacts)} report files to the run; wrote reports/registration.json")
-    console.info(ref.version)
     return int(ExitCode.OK)
 
 
