@@ -81,7 +81,8 @@ class ServerState:
         self.config, self.metrics, self.admin_token = config, metrics, admin_token
         self.feedback_token = feedback_token
         self.rng = random.Random(config.routing.seed)
-        self.log = PredictionLog(config.prediction_log, metrics.routing.count_log) if config.prediction_log.enabled else None
+        self.log = (PredictionLog(config.prediction_log, metrics.routing.count_log, bandit=config.routing.bandit)
+                    if config.prediction_log.enabled else None)
         self.bandit = ThompsonBandit(config.routing.bandit, self.rng, save=self._save_arm)
         self.router: Router = router or TableRouter(self.bandit, self.rng)
         self.recent = RecentPredictions()

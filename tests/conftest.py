@@ -1,4 +1,5 @@
-"""Shared fixtures: the real churn data (small slices), params files in tmp_path, a real MLflow store."""
+"""Shared fixtures: the real churn data (small slices), params files in tmp_path, a real MLflow store,
+a real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -6,11 +7,16 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
 import yaml
+
+if TYPE_CHECKING:
+    from tests.serving.postgres_server import PostgresServer
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -112,3 +118,40 @@ def copy_repository(destination: Path) -> Path:
             (destination / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, destination / rel)
     return destination
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (tests/serving/postgres_server.py), stopped at its end.
+    A server that cannot start fails the tests that need it, with the reason; it never skips them."""
+    from tests.serving.postgres_server import PostgresServer, PostgresStartError
+
+    try:
+        server = PostgresServer().start()
+    except PostgresStartError as exc:
+        pytest.fail(f"the test PostgreSQL server could not start: {exc}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A SQLAlchemy URL (postgresql+psycopg://postgres@127.0.0.1:PORT/mlgate) to a database of its own."""
+    return postgres_server.create_database("mlgate")
+
+
+@pytest.fixture()
+def fresh_postgres_url(postgres_server: PostgresServer) -> str:
+    """A new empty database on the session's server, for this test alone (CREATE DATABASE: ~50 ms)."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A prediction-log store of each kind: a SQLite file in tmp_path, or a fresh PostgreSQL database
+    (the server starts only when a PostgreSQL case runs)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'log' / 'predictions.db'}"
+    return request.getfixturevalue("fresh_postgres_url")

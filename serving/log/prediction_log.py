@@ -6,8 +6,10 @@ baseline_ms)`,
 `feedback(request_id, row_index, label, reward, ts)`, `shadow_shed(variant, model_version, reason,
 count, window_start, ts)` (mirrors the server chose not to run, per window) and `bandit_arms` (the
 bandit's posteriors).
-The store is any SQLAlchemy database URL; the default, SQLite, runs in WAL mode so readers in other
-processes (the rollout analysis) read while the server writes. The server writes through
+The store is SQLite or PostgreSQL, named by a SQLAlchemy URL. SQLite, the default, runs in WAL mode so
+readers in other processes (the rollout analysis) read while the server writes; it is one file on one
+machine. PostgreSQL (`postgresql+psycopg://user:password@host:port/database`; `postgresql://` means the
+same) is the store that several server processes and machines share. The server writes through
 `mlgate.serving.log.writer.PredictionLog`; the functions here are the readers.
 
 Labels are stored as text: a string as it is, any other JSON value as its JSON (`label_text`);
@@ -32,46 +34,61 @@ PREDICTION_COLUMNS = ("request_id", "row_index", "routing_key", "variant", "mode
                       "latency_ms", "status", "error", "features", "prediction", "score", "baseline_ms", "forced")
 FEEDBACK_COLUMNS = ("request_id", "row_index", "label", "reward", "ts", "kind")
 
+
+class LogText(sa.types.TypeDecorator[str]):
+    """Text in every dialect; PostgreSQL's text cannot hold NUL, so there a NUL is stored as the visible
+    escape `\\u0000` (what JSON text has already), where SQLite keeps it."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: sa.Dialect) -> str | None:
+        if dialect.name == "postgresql" and isinstance(value, str) and "\x00" in value:
+            return value.replace("\x00", "\\u0000")
+        return value
+
+
 METADATA = sa.MetaData()
 PREDICTIONS = sa.Table(
     "predictions", METADATA,
-    sa.Column("request_id", sa.Text, nullable=False), sa.Column("row_index", sa.Integer, nullable=False),
-    sa.Column("routing_key", sa.Text), sa.Column("variant", sa.Text, nullable=False),
-    sa.Column("model_version", sa.Text), sa.Column("shadow", sa.Integer, nullable=False),
+    sa.Column("request_id", LogText, nullable=False), sa.Column("row_index", sa.Integer, nullable=False),
+    sa.Column("routing_key", LogText), sa.Column("variant", LogText, nullable=False),
+    sa.Column("model_version", LogText), sa.Column("shadow", sa.Integer, nullable=False),
     sa.Column("ts", sa.Float, nullable=False), sa.Column("latency_ms", sa.Float),
-    sa.Column("status", sa.Integer, nullable=False), sa.Column("error", sa.Text),
-    sa.Column("features", sa.Text), sa.Column("prediction", sa.Text), sa.Column("score", sa.Float),
+    sa.Column("status", sa.Integer, nullable=False), sa.Column("error", LogText),
+    sa.Column("features", LogText), sa.Column("prediction", LogText), sa.Column("score", sa.Float),
     sa.Column("baseline_ms", sa.Float),
     sa.Column("forced", sa.Integer),  # 1: the caller chose the variant (X-Target-Variant); not in any split
     sa.Index("ix_predictions_request_id", "request_id"), sa.Index("ix_predictions_ts", "ts"),
 )
 FEEDBACK = sa.Table(
     "feedback", METADATA,
-    sa.Column("request_id", sa.Text, nullable=False), sa.Column("row_index", sa.Integer, nullable=False, default=0),
-    sa.Column("label", sa.Text), sa.Column("reward", sa.Float), sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("request_id", LogText, nullable=False), sa.Column("row_index", sa.Integer, nullable=False, default=0),
+    sa.Column("label", LogText), sa.Column("reward", sa.Float), sa.Column("ts", sa.Float, nullable=False),
     # label: the first feedback of a row (it stands); conflict: a later, different one (kept, not used);
     # correction: an explicit correction, which replaces the label (the latest one wins).
-    sa.Column("kind", sa.Text),
+    sa.Column("kind", LogText),
     sa.Index("ix_feedback_request_id", "request_id"), sa.Index("ix_feedback_ts", "ts"),
 )
 # Mirrors the server shed (never attempted), one row per variant, reason and window (mlgate.serving.shadow.shed).
 SHADOW_SHED = sa.Table(
     "shadow_shed", METADATA,
-    sa.Column("variant", sa.Text, nullable=False), sa.Column("model_version", sa.Text),
-    sa.Column("reason", sa.Text, nullable=False), sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("variant", LogText, nullable=False), sa.Column("model_version", LogText),
+    sa.Column("reason", LogText, nullable=False), sa.Column("count", sa.Integer, nullable=False),
     sa.Column("window_start", sa.Float, nullable=False), sa.Column("ts", sa.Float, nullable=False),
     sa.Index("ix_shadow_shed_ts", "ts"),
 )
 SHED_COLUMNS = ("variant", "model_version", "reason", "count", "window_start", "ts")
 # The route table in force, written before a change is swapped in and restored at start (one row).
+ROUTES_SCOPE = "server"
 ROUTE_TABLES = sa.Table(
     "route_table", METADATA,
-    sa.Column("scope", sa.Text, primary_key=True), sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("body", sa.Text, nullable=False), sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("scope", LogText, primary_key=True), sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("body", LogText, nullable=False), sa.Column("ts", sa.Float, nullable=False),
 )
 BANDIT_ARMS = sa.Table(
     "bandit_arms", METADATA,
-    sa.Column("variant", sa.Text, primary_key=True), sa.Column("model_version", sa.Text, primary_key=True),
+    sa.Column("variant", LogText, primary_key=True), sa.Column("model_version", LogText, primary_key=True),
     sa.Column("alpha", sa.Float, nullable=False), sa.Column("beta", sa.Float, nullable=False),
     sa.Column("pulls", sa.Integer, nullable=False), sa.Column("ts", sa.Float, nullable=False),
 )
@@ -181,15 +198,23 @@ def label_text(value: Any) -> str:
 
 
 def open_engine(url: str) -> sa.Engine:
-    """An engine for the log; SQLite gets WAL mode, a busy timeout and its directory created."""
+    """An engine for the log; SQLite gets WAL mode, a busy timeout and its directory created;
+    PostgreSQL gets the psycopg (3) driver unless the URL names another, and a connect timeout."""
     parsed = sa.make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "postgresql":
+        return sa.create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10})
     if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True)
+        return sa.create_engine(parsed, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
     sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+_SCHEMA_LOCK = 0x6D6C67617465  # "mlgate": the advisory lock key of create_tables
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
@@ -200,15 +225,39 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
 
 
 def create_tables(engine: sa.Engine) -> None:
-    """Create the tables, and add the columns a store written by an older mlgate lacks."""
-    METADATA.create_all(engine)
+    """Create what is missing: tables, the columns a store written by an older mlgate lacks, indexes.
+    Several servers may start together on one store. Nothing that exists is touched (on PostgreSQL even
+    `CREATE INDEX IF NOT EXISTS` locks the table against the other servers' inserts, and deadlocks with
+    them); what is missing is created `IF NOT EXISTS`, and on PostgreSQL the servers take turns under a
+    transaction-scoped advisory lock."""
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+        existing = set(sa.inspect(connection).get_table_names())
+        for table in METADATA.sorted_tables:
+            if table.name not in existing:
+                connection.execute(sa.schema.CreateTable(table, if_not_exists=True))
         for table in (PREDICTIONS, FEEDBACK):
-            present = {column["name"] for column in sa.inspect(connection).get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in present:
-                    kind = column.type.compile(dialect=engine.dialect)
-                    connection.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+            _add_missing_columns(connection, table)
+        inspector = sa.inspect(connection)
+        for table in METADATA.sorted_tables:
+            indexed = {index["name"] for index in inspector.get_indexes(table.name)}
+            for index in table.indexes:
+                if index.name not in indexed:
+                    connection.execute(sa.schema.CreateIndex(index, if_not_exists=True))
+
+
+def _add_missing_columns(connection: sa.Connection, table: sa.Table) -> None:
+    present = {c["name"] for c in sa.inspect(connection).get_columns(table.name)}
+    for column in table.columns:
+        if column.name in present:
+            continue
+        kind = column.type.compile(dialect=connection.dialect)
+        try:
+            connection.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+        except sa.exc.OperationalError:  # SQLite: another server added it meanwhile; else the error stands
+            if column.name not in {c["name"] for c in sa.inspect(connection).get_columns(table.name)}:
+                raise
 
 
 @contextmanager
@@ -234,7 +283,10 @@ def _read(url: str, table: sa.Table, columns: Sequence[str], since: float | None
         query = sa.select(*(table.c[name] for name in columns if name in present))
         if since is not None:
             query = query.where(table.c.ts >= since)
-        order = [table.c.ts, table.c.request_id, table.c.row_index]
+        request_id = table.c.request_id  # in code point order, as SQLite sorts text, whatever the collation
+        if connection.dialect.name == "postgresql":
+            request_id = request_id.collate("C")
+        order = [table.c.ts, request_id, table.c.row_index]
         frame = pd.read_sql(query.order_by(*order), connection)
     for name in columns:  # a store from an older mlgate: its missing columns read as unknown
         if name not in frame.columns:
@@ -264,6 +316,16 @@ def read_shed(url: str, *, since: float | None = None) -> pd.DataFrame:
         if since is not None:
             query = query.where(SHADOW_SHED.c.ts >= since)
         return pd.read_sql(query.order_by(SHADOW_SHED.c.ts), connection)[list(SHED_COLUMNS)]
+
+
+def read_routes(url: str) -> tuple[dict[str, Any], int] | None:
+    """The persisted route table (body, version), or None when none has been stored."""
+    with _reader(url) as connection:
+        if connection is None or not sa.inspect(connection).has_table(ROUTE_TABLES.name):
+            return None
+        query = sa.select(ROUTE_TABLES.c.body, ROUTE_TABLES.c.version).where(ROUTE_TABLES.c.scope == ROUTES_SCOPE)
+        row = connection.execute(query).first()
+    return (json.loads(row.body), int(row.version)) if row is not None else None
 
 
 def read_bandit_arms(url: str) -> pd.DataFrame:

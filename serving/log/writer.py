@@ -5,6 +5,9 @@ writer thread takes them in batches (up to `batch_size` rows or `flush_interval_
 batch in one transaction, and on `close()` writes everything still queued, so a graceful shutdown
 loses nothing. Beyond `max_pending_rows` waiting rows an entry is dropped and counted, never queued
 without bound. A failed write is retried once, then its rows are counted as lost.
+
+Several servers may write one store (PostgreSQL): rows are only ever inserted, and the keyed rows
+(bandit arms, the route table) are upserted (`mlgate.serving.log.upsert`), never deleted and re-inserted.
 """
 
 from __future__ import annotations
@@ -28,17 +31,18 @@ from mlgate.serving.log.prediction_log import (
     FEEDBACK,
     PREDICTIONS,
     ROUTE_TABLES,
+    ROUTES_SCOPE,
     SHADOW_SHED,
     PredictionEntry,
     create_tables,
     open_engine,
 )
+from mlgate.serving.log.upsert import ArmChange, ArmLedger, arm_upsert, check_dialect, routes_upsert
 from mlgate.serving.routing.bandit import Arm
-from mlgate.serving.settings import PredictionLogConfig
+from mlgate.serving.settings import BanditConfig, PredictionLogConfig
 
 log = logging.getLogger(__name__)
 
-_ROUTES_SCOPE = "server"
 _EXPIRY_EVERY_S = 600.0
 
 
@@ -80,10 +84,14 @@ class _Flush:
 
 
 class PredictionLog:
-    """Queue plus writer thread; `open()` creates the tables (and fails fast if the store is unusable)."""
+    """Queue plus writer thread; `open()` creates the tables (and fails fast if the store is unusable).
+    `bandit`: the bandit's prior, from which an arm this server never loaded nor saved started."""
 
-    def __init__(self, config: PredictionLogConfig, count: LogCounter | None = None) -> None:
+    def __init__(self, config: PredictionLogConfig, count: LogCounter | None = None,
+                 bandit: BanditConfig | None = None) -> None:
         self.config = config
+        prior = bandit or BanditConfig()
+        self._arms = ArmLedger(prior.prior_alpha, prior.prior_beta)
         self._count = count or (lambda event, rows: None)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pending_rows = 0
@@ -95,6 +103,7 @@ class PredictionLog:
 
     def open(self) -> None:
         self._engine = open_engine(self.config.url)
+        check_dialect(self._engine.dialect.name)
         create_tables(self._engine)
         self._expire()
         self._thread = threading.Thread(target=self._run, name="mlgate-prediction-log", daemon=True)
@@ -115,7 +124,8 @@ class PredictionLog:
         self._put(("shed", list(rows)), len(rows))
 
     def save_arm(self, arm: Arm) -> None:
-        self._put(("arm", arm), 1)
+        """Queue the arm's posterior; the store adds what it gained since this server's previous save."""
+        self._put(("arm", self._arms.change(arm)), 1)
 
     def _put(self, item: tuple[str, Any], rows: int) -> None:
         with self._pending_lock:
@@ -172,29 +182,39 @@ class PredictionLog:
                 found[key] = (row.label, row.reward)
         return found
 
-    def save_routes(self, body: dict[str, Any], version: int) -> None:
-        """Persist the route table (synchronously: an admin write, never on the request path)."""
+    def save_routes(self, body: dict[str, Any], version: int) -> bool:
+        """Persist the route table (synchronously: an admin write, never on the request path). False when
+        the store holds a newer version (another server's change), which stays: only a table from the
+        server's arguments (version 1: a first start, or the operator's reset) replaces a newer one."""
         if self._engine is None:
-            return
-        row = {"scope": _ROUTES_SCOPE, "version": version, "body": json.dumps(body, sort_keys=True), "ts": time.time()}
+            return False
+        row = {"scope": ROUTES_SCOPE, "version": version, "body": json.dumps(body, sort_keys=True), "ts": time.time()}
+        query = sa.select(ROUTE_TABLES.c.version, ROUTE_TABLES.c.body).where(ROUTE_TABLES.c.scope == ROUTES_SCOPE)
         with self._engine.begin() as connection:
-            connection.execute(ROUTE_TABLES.delete().where(ROUTE_TABLES.c.scope == _ROUTES_SCOPE))
-            connection.execute(ROUTE_TABLES.insert(), row)
+            connection.execute(routes_upsert(connection.dialect.name, row))
+            stored = tuple(connection.execute(query).one()) == (version, row["body"])
+        if not stored:
+            log.warning("route table version %d not persisted: the store already holds a version at least as new "
+                        "(another server's change)", version)
+        return stored
 
     def load_routes(self) -> tuple[dict[str, Any], int] | None:
         """The persisted route table body and version, or None."""
         if self._engine is None:
             return None
         with self._engine.connect() as connection:
-            row = connection.execute(sa.select(ROUTE_TABLES).where(ROUTE_TABLES.c.scope == _ROUTES_SCOPE)).first()
+            row = connection.execute(sa.select(ROUTE_TABLES).where(ROUTE_TABLES.c.scope == ROUTES_SCOPE)).first()
         return (json.loads(row.body), int(row.version)) if row is not None else None
 
     def load_arms(self) -> list[Arm]:
+        """The stored posteriors (every server's rewards), for the bandit to resume."""
         if self._engine is None:
             return []
         with self._engine.connect() as connection:
             rows = connection.execute(sa.select(BANDIT_ARMS)).all()
-        return [Arm(r.variant, r.model_version, r.alpha, r.beta, r.pulls) for r in rows]
+        arms = [Arm(r.variant, r.model_version, r.alpha, r.beta, r.pulls) for r in rows]
+        self._arms.loaded(arms)
+        return arms
 
     def _run(self) -> None:
         stopping = False
@@ -289,11 +309,16 @@ class PredictionLog:
         predictions = [row for kind, rows in encoded if kind == "predictions" for row in rows]
         feedback = [row for kind, rows in encoded if kind == "feedback" for row in rows]
         shed = [row for kind, rows in encoded if kind == "shed" for row in rows]
-        arms = {arm.key: arm for kind, arm in encoded if kind == "arm"}  # the latest state per arm
-        self._insert(predictions, feedback, list(arms.values()), shed)
+        arms: dict[tuple[str, str], ArmChange] = {}  # one row write per arm: its changes added up
+        for kind, change in encoded:
+            if kind == "arm":
+                key = change.arm.key
+                arms[key] = arms[key].then(change) if key in arms else change
+        self._insert(predictions, feedback, [arms[key] for key in sorted(arms)], shed)
 
-    def _insert(self, predictions: list[dict[str, Any]], feedback: list[dict[str, Any]], arms: list[Arm],
+    def _insert(self, predictions: list[dict[str, Any]], feedback: list[dict[str, Any]], arms: list[ArmChange],
                 shed: list[dict[str, Any]]) -> None:
+        """One transaction; arms in key order, so two servers updating the same arms never deadlock."""
         assert self._engine is not None
         with self._engine.begin() as connection:
             if shed:
@@ -302,12 +327,9 @@ class PredictionLog:
                 connection.execute(PREDICTIONS.insert(), predictions)
             if feedback:
                 connection.execute(FEEDBACK.insert(), feedback)
-            for arm in arms:
-                key = (BANDIT_ARMS.c.variant == arm.variant) & (BANDIT_ARMS.c.model_version == arm.model_version)
-                connection.execute(BANDIT_ARMS.delete().where(key))
-                connection.execute(BANDIT_ARMS.insert(), {
-                    "variant": arm.variant, "model_version": arm.model_version, "alpha": arm.alpha,
-                    "beta": arm.beta, "pulls": arm.pulls, "ts": time.time()})
+            now = time.time()
+            for change in arms:
+                connection.execute(arm_upsert(connection.dialect.name, change, now))
 
 
 def _encoded(item: tuple[str, Any], features: FeaturePolicy) -> tuple[str, Any]:
