@@ -5,14 +5,13 @@ Each function returns text (or a suite dict); nothing here writes to the reposit
 
 from __future__ import annotations
 
-import io
 import re
 from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 
-from mlgate.gates.data.contract import ColumnRoles, suggest_suite
+from mlgate.pipelines.checks.quality import plots as quality_plots
 from mlgate.pipelines.datasets import RDATASETS_PREFIX, check_dataset, load_source
 from mlgate.pipelines.errors import UsageError
 from mlgate.pipelines.params import Params
@@ -32,7 +31,8 @@ def suite_file(params: Params) -> str:
 def dvc_yaml(params: Params) -> str:
     """dvc.yaml for these params: the data source file (when local) is a dep of prepare, the suite of
     validate_data, `train.deps` (the files of your training command) of train; `model.positive_class` is a
-    param of prepare only when it exists (binary)."""
+    param of prepare only when it exists (binary); evaluate's plots are the files the quality gate writes
+    for this task and slice configuration (`plot_files`)."""
     data, source = params.data, params.data.source
     paths = [("data.dir", data.dir), ("train.model_dir", params.train.model_dir),
              ("gates.data.suite", suite_file(params)), *(("train.deps", dep) for dep in params.train.deps)]
@@ -43,6 +43,12 @@ def dvc_yaml(params: Params) -> str:
         if not _PLAIN_PATH.match(value) or ".." in value.split("/"):
             raise UsageError(f"{key} {value!r}: dvc.yaml needs a relative path inside the repository of letters, "
                              "digits, '_', '-', '.' and '/'")
+    quality_plot_outs = ""
+    has_slices = quality_plots.slices_configured(params.gates.quality.slices)
+    for name in quality_plots.plot_files(params.model.task, has_slices).values():
+        options = {"cache": "false", **quality_plots.DVC_PLOT_OPTIONS.get(name, {})}
+        quality_plot_outs += f"\n      - {quality_plots.PLOT_DIR}/{name}:" + "".join(
+            f"\n          {key}: {value}" for key, value in options.items())
     return render(
         DVC_TEMPLATE,
         source_dep=f"\n      - {source}" if local else "",
@@ -51,6 +57,7 @@ def dvc_yaml(params: Params) -> str:
         data_dir=data.dir.rstrip("/"),
         model_dir=params.train.model_dir.rstrip("/"),
         suite=suite_file(params),
+        quality_plots=quality_plot_outs,
     )
 
 
@@ -75,29 +82,3 @@ def source_frame(params: Params, root: Path) -> pd.DataFrame:
     frame = load_source(params.data, root)
     check_dataset(frame, params.model, params.data, f"data.source {params.data.source!r}")
     return frame
-
-
-def suggested_suite(params: Params, splits: dict[str, pd.DataFrame]) -> dict:
-    """The suite `mlgate gate data --suggest` derives from the training split, with each value set widened
-    to the values of every split of this data (a rare category may miss the training split by chance)."""
-    stored = {name: _as_stored(frame) for name, frame in splits.items()}
-    train = stored["train"]
-    keys = tuple(k for k in [params.gates.data.skew.offline_key] if k in train.columns)
-    roles = ColumnRoles(tuple(params.data.categorical), tuple(params.data.numeric), params.model.target, keys)
-    suite = suggest_suite(train, roles, params.gates.data, params.model.name)
-    for rule in suite["expectations"]:
-        if rule["type"] == "expect_column_values_to_be_in_set":
-            column, known = rule["kwargs"]["column"], rule["kwargs"]["value_set"]
-            seen = {v for frame in stored.values() for v in frame[column].dropna().unique().tolist()}
-            rule["kwargs"]["value_set"] = sorted({*known, *seen}, key=str)
-    suite["meta"] = {**suite.get("meta", {}), "generated_by": "mlgate init",
-                     "value_sets": "the training split's values, plus those of the test and production splits"}
-    return suite
-
-
-def _as_stored(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame as prepare's Parquet file reads back (dtypes included), like the data gate sees it."""
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    buffer.seek(0)
-    return pd.read_parquet(buffer)

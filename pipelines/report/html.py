@@ -19,6 +19,7 @@ from mlgate.pipelines.report.markdown import (
     headline,
     judged_text,
     metric_deltas,
+    plot_caption,
 )
 
 if TYPE_CHECKING:
@@ -52,8 +53,9 @@ class Plot:
 
 
 def gate_plots(result: GateResult, base_dir: Path) -> list[Plot]:
-    """Every artifact of the gate that is a .png file, read from the repository root."""
-    return [load_plot(name, rel, base_dir) for name, rel in sorted(result.artifacts.items())
+    """Every artifact of the gate that is a .png file, in the order the gate wrote them, read from the
+    repository root. The quality gate lists only its task's plots, so none is an empty placeholder."""
+    return [load_plot(name, rel, base_dir) for name, rel in result.artifacts.items()
             if str(rel).lower().endswith(".png")]
 
 
@@ -127,11 +129,13 @@ def _gate_section(name: str, result: GateResult, base_dir: Path) -> str:
 def _plots(result: GateResult, base_dir: Path) -> str:
     figures = []
     for plot in gate_plots(result, base_dir):
-        caption = f"<figcaption>{_e(plot.name)} (<code>{_e(plot.path)}</code>)</figcaption>"
+        title, shows = plot_caption(plot.name)
+        caption = (f"<figcaption><strong>{_e(title)}</strong>{f': {_e(shows)}' if shows else ''} "
+                   f"(<code>{_e(plot.path)}</code>)</figcaption>")
         if plot.data_uri:
-            figures.append(f'<figure><img alt="{_e(plot.name)}" src="{plot.data_uri}">{caption}</figure>')
+            figures.append(f'<figure><img alt="{_e(title)}" src="{plot.data_uri}">{caption}</figure>')
         else:
-            figures.append(f'<p class="note">Plot {_e(plot.name)} (<code>{_e(plot.path)}</code>): '
+            figures.append(f'<p class="note">Plot {_e(title)} (<code>{_e(plot.path)}</code>): '
                            f"{_e(plot.problem or '')}</p>")
     return "".join(figures)
 

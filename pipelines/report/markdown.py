@@ -24,6 +24,20 @@ MAX_LISTED_CHECKS = 20
 MAX_MESSAGE_CHARS = 400
 ICONS = {Status.PASS: "✅", Status.WARN: "⚠️", Status.FAIL: "❌", Status.ERROR: "⛔", Status.SKIP: "⏭️"}
 _LISTED_ORDER = (Status.ERROR, Status.FAIL, Status.WARN)
+# What each quality plot shows, by its artifact name (the gate writes only its task's plots): the captions
+# in report.html and the list in report.md. A plot not named here is shown under its artifact name.
+PLOT_CAPTIONS = {
+    "roc_curve": ("ROC curve", "candidate and production model on the holdout (micro-average for multiclass); "
+                  "a model that gives labels only is its one operating point"),
+    "pr_curve": ("Precision-recall curve", "the same models on the holdout; dotted: the positive share"),
+    "confusion_matrix": ("Confusion matrix", "holdout rows by actual class (row) and predicted class (column) "
+                         "per model: the count and its share of the row"),
+    "residuals": ("Residuals", "predicted vs actual, residual (actual - predicted) vs predicted, and the "
+                  "residual histogram, per model"),
+    "forest_plot": ("Metric deltas", "candidate - production per metric with its CI, right = better; "
+                    "red tick: the allowed regression"),
+    "slice_plot": ("Slices", "each slice's delta vs production with its CI, coloured by its Holm-corrected verdict"),
+}
 
 
 @dataclass(frozen=True)
@@ -216,6 +230,18 @@ def baseline_text(baseline: dict[str, Any] | None, results: dict[str, GateResult
     return ", ".join(parts)
 
 
+def plot_caption(name: str) -> tuple[str, str]:
+    """(title, what it shows) of a gate's plot artifact."""
+    return PLOT_CAPTIONS.get(name, (name.replace("_", " "), ""))
+
+
+def plots_text(results: dict[str, GateResult]) -> str:
+    """The plots each gate wrote, by title: `quality: ROC curve, Confusion matrix; latency: ...`."""
+    listed = [(gate, [plot_caption(name)[0] for name, rel in result.artifacts.items()
+                      if str(rel).lower().endswith(".png")]) for gate, result in results.items()]
+    return "; ".join(f"{gate}: {', '.join(titles)}" for gate, titles in listed if titles)
+
+
 def _reproduce_section(verdict: Verdict) -> str:
     rerun = verdict.blocked or list(verdict.results)[:1]
     lines = [("dvc repro", "every stage whose inputs changed, then the verdict")]
@@ -223,8 +249,9 @@ def _reproduce_section(verdict: Verdict) -> str:
     lines.append(("mlgate verdict", "re-read the gate results, rewrite these reports"))
     width = max(len(command) for command, _ in lines) + 2
     block = "\n".join(f"{command:<{width}}# {why}" for command, why in lines)
+    plots = plots_text(verdict.results)
     return (f"### Reproduce locally\n\n```bash\n{block}\n```\n\n"
-            "Every check and plot: `reports/report.html`.")
+            f"Every check and plot{f' ({_inline(plots)})' if plots else ''}: `reports/report.html`.")
 
 
 def _inline(text: str) -> str:

@@ -128,6 +128,25 @@ def test_html_is_self_contained_with_inline_plots_and_every_check(tmp_path, fail
     assert "no samples | none" in page and "d" * 64 in page
 
 
+def test_reports_show_and_caption_the_plots_of_the_task_in_the_order_written(tmp_path, failing_verdict):
+    """A regression's quality gate wrote residuals and metric deltas: both shown with captions, no ROC."""
+    quality = failing_verdict.results["quality"]
+    artifacts = {"predictions_test": "reports/quality/predictions_test.parquet",
+                 "residuals": "plots/quality/residuals.png", "forest_plot": "plots/quality/forest.png"}
+    for rel in ("plots/quality/residuals.png", "plots/quality/forest.png"):
+        write_png(tmp_path / rel)
+    verdict = make_verdict({"quality": GateResult("quality", quality.status, quality.checks, 1.0, artifacts)})
+    page = render_html(verdict, tmp_path, "d" * 64)
+    captions = re.findall(r"<figcaption><strong>([^<]+)</strong>: (.+?) \(<code>plots/quality/", page)
+    assert [title for title, _ in captions] == ["Residuals", "Metric deltas"]
+    assert captions[0][1].startswith("predicted vs actual, residual (actual - predicted) vs predicted")
+    assert len(re.findall(r'<img alt="[^"]+" src="data:image/png;base64,', page)) == 2
+    assert "ROC" not in page and "not found" not in page
+    text = render_markdown(verdict)
+    assert "Every check and plot (quality: Residuals, Metric deltas): `reports/report.html`." in text
+    assert "ROC" not in text
+
+
 def test_html_escapes_messages_and_refuses_files_outside_the_repository(tmp_path):
     write_png(tmp_path / "outside.png")
     base = tmp_path / "repo"

@@ -58,9 +58,14 @@ def run(ctx: RunContext, *, model: str | None = None) -> GateResult:
         deep, html = deepchecks_checks(params, train, test, cand_train, cand_test, ctx.path(REPORT_DIR))
         checks += deep
         artifacts |= {"deepchecks_report": _rel(ctx, html)} if html else {}
+    target, task = params.model.target, params.model.task
+    classes = None if task == "regression" else class_list(  # as in build_inputs: names the encoded labels
+        params.model, pd.concat([test[target], train[target]]),
+        *(o for o in (cand_test, cand_train, base_test) if o is not None))
     artifacts |= {k: _rel(ctx, p) for k, p in quality_plots.write_plots(
         ctx.path(PLOT_DIR), result, inputs.y_test, inputs.candidate,
-        inputs.baseline.predictions if inputs.baseline else None, params.model.task).items()}
+        inputs.baseline.predictions if inputs.baseline else None, task,
+        has_slices=quality_plots.slices_configured(params.gates.quality.slices), classes=classes).items()}
     artifacts |= _baseline_artifacts(baseline) | {"metrics": METRICS_FILE.as_posix()}
     final = GateResult.from_checks(quality.GATE, checks, time.perf_counter() - started, artifacts)
     quality_metrics.write(ctx.path(METRICS_FILE), final, baseline_info(baseline), candidate_info(ctx, candidate))
