@@ -122,24 +122,11 @@ def quality_gate(frame: pd.DataFrame, target: str, task: TaskInference, columns:
     }
     if task.task != "regression":
         section["calibration"] = {"max_ece": 0.05, "n_bins": 10}
-    excluded = deepchecks_exclusions(task.task, sizes)
-    notes |= {f"gates.quality.deepchecks.exclude_checks.{name}": why for name, why in excluded.items()}
+    # The runner decides every check for every task and size; what cannot apply is SKIP with the reason.
+    notes["gates.quality.deepchecks.exclude_checks"] = "none needed: a check that cannot apply is SKIP with the reason"
     section["deepchecks"] = {"enabled": True, "suites": ["train_test_validation", "model_evaluation"],
-                             "exclude_checks": list(excluded), "on_unavailable": "error", "timeout_s": 600}
+                             "exclude_checks": [], "on_unavailable": "error", "timeout_s": 600}
     return section
-
-
-def deepchecks_exclusions(task: str, sizes: dict[str, int]) -> dict[str, str]:
-    """deepchecks checks left out for this task and data size -> why (each would FAIL or ERROR regardless
-    of the model: a crash in deepchecks 0.19.1, or a fixed condition below its own sampling noise)."""
-    excluded = {"TrainTestPerformance": "max_gap judges train vs test; this fails any 10% drop of any per-class score"}
-    if task != "binary":
-        excluded["SimpleModelComparison"] = f"deepchecks 0.19.1 crashes in its dummy model on {task} targets"
-    if sizes["train"] < 1000:
-        excluded["WeakSegmentsPerformance"] = "its error model needs more than the training split's rows"
-    if task == "regression" and sizes["test"] < 10_000:
-        excluded["RegressionErrorDistribution"] = "mean error < 1% of RMSE is below its noise (RMSE/sqrt(test rows))"
-    return excluded
 
 
 def quality_metrics(target: pd.Series, task: TaskInference, notes: dict[str, str]) -> dict[str, Any]:
