@@ -4,6 +4,8 @@ Writes need `Authorization: Bearer <MLGATE_ADMIN_TOKEN>`, compared in constant t
 a bearer token, 403 with a wrong one, 503 when the server was started without a token (writes are
 then refused, never open). A PUT body is the GET body; its `version`, when given, must be the
 current one (409 otherwise), so two controllers cannot overwrite each other's change unknowingly.
+The versions are the shared store's: a PUT first catches up with the store, and is a 409 too when
+another replica wrote the next version first.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The FastAPI app of the model server and the function that runs it under uvicorn.
 
 `create_app` wires the routes; models load in the background after startup, so /healthz answers
-at once and /readyz turns 200 when every variant is loaded. `run_server` is what `mlgate serve`
+at once and /readyz turns 200 when every variant is loaded; then the same background task follows
+the route table that the replicas share in the prediction log's store. `run_server` is what `mlgate serve`
 and `python -m mlgate.serving` call: one uvicorn process (uvloop and httptools when installed), no
 access log, one worker (micro-batching, routing state and the bandit need every request in one
 process). On SIGTERM uvicorn finishes the requests in flight, then the lifespan shutdown flushes
@@ -15,6 +16,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -57,12 +59,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.open_log()  # fails the startup when the prediction log cannot be written
-        loading = asyncio.create_task(state.load_all(), name="mlgate-load-variants")
+        background = asyncio.create_task(state.run_background(), name="mlgate-load-and-sync-routes")
         try:
             yield
         finally:
-            loading.cancel()
-            await asyncio.gather(loading, return_exceptions=True)
+            background.cancel()
+            await asyncio.gather(background, return_exceptions=True)
             await state.close()  # stops the shadows, then writes every queued log row
 
     app = FastAPI(
@@ -90,11 +92,16 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
-        """Readiness: 200 when every variant is loaded, else 503 with each variant's state."""
-        variants, routes = state.status(), {"source": state.routes_source, "version": state.routes.table.version}
+        """Readiness: 200 when every variant is loaded, else 503 with each variant's state; `routes` says
+        where the table came from and, once loading is over (the replica then follows the store's table),
+        how the following goes (`sync`) and the guard's last rollback (`guard`)."""
+        variants = state.status()
+        routes: dict[str, Any] = {"source": state.routes_source, "version": state.routes.table.version}
+        failed = any(v["state"] == "failed" for v in variants.values())
+        if state.ready or failed:
+            routes.update(sync=state.sync.describe(), guard=state.guard_event)
         if state.ready:
             return JSONResponse({"status": "ready", "variants": variants, "routes": routes})
-        failed = any(v["state"] == "failed" for v in variants.values())
         return JSONResponse({"status": "failed" if failed else "loading", "variants": variants, "routes": routes},
                             status_code=503)
 

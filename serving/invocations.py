@@ -142,9 +142,10 @@ def _after(state: ServerState, call: _Call, status: int, code: str | None, messa
     state.record(PredictionEntry(
         call.request_id, call.key, variant.name, variant.version, False, call.ts, seconds * 1000.0, status,
         None if code is None else f"{code}: {message}", columns, parsed.n_rows if parsed else 0,
-        call.labels, call.scores, forced=call.forced))
+        call.labels, call.scores, forced=call.forced, route_version=call.routes.table.version))
     if parsed is not None and parsed.n_rows > 0:
-        job = ShadowJob(call.request_id, call.key, call.ts, parsed, variant, call.batch, call.labels, call.forced)
+        job = ShadowJob(call.request_id, call.key, call.ts, parsed, variant, call.batch, call.labels, call.forced,
+                        call.routes.table.version)
         for runner in call.routes.shadow_runners(variant.name):
             runner.offer(job)
 

@@ -5,6 +5,12 @@ A request reads that reference once and uses only what it got; a table change bu
 ActiveRoutes (loading any new model first) and replaces the reference in one assignment, so every
 request sees the old table or the new one, never a mix. Models load in the background after
 startup: /healthz answers at once and /readyz is 503 until every variant of the table is loaded.
+
+The prediction log's store holds the table in force for every replica. A table changes in three ways,
+all through `_swap` after the new models are loaded: `PUT /routes` (written to the store first, as the
+next version), another replica's change read from the store (`RouteSync`, every
+`routing.sync_interval_s`), and the guard's rollback (`ErrorGuard`: a variant failing past the hard
+limit loses its traffic to the champion, with the reason stored as a route event).
 """
 
 from __future__ import annotations
@@ -12,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -21,10 +27,18 @@ from mlgate.serving.batching import MicroBatcher
 from mlgate.serving.feedback import FeedbackJoin, RecentPredictions
 from mlgate.serving.log.prediction_log import PredictionEntry
 from mlgate.serving.log.writer import PredictionLog
-from mlgate.serving.request_errors import RequestError
+from mlgate.serving.routing.active import (
+    ActiveRoutes,
+    RouteTableConflict,
+    Runtime,
+    close_runtime,
+    stop_mirroring,
+)
 from mlgate.serving.routing.bandit import Arm, ThompsonBandit
+from mlgate.serving.routing.guard import GUARD_EVENT, ErrorGuard, GuardTrip, rolled_back_table
 from mlgate.serving.routing.router import Router, TableRouter
 from mlgate.serving.routing.routes import RouteTable, RouteTableError, initial_table, parse_table, table_json
+from mlgate.serving.routing.sync import RouteSync
 from mlgate.serving.settings import ServingConfig
 from mlgate.serving.shadow.mirror import ShadowRunner
 from mlgate.serving.telemetry import ServerMetrics
@@ -33,42 +47,6 @@ from mlgate.serving.variants import Variant, variant_loader, with_positive_class
 log = logging.getLogger(__name__)
 
 VariantLoader = Callable[[str, str], Variant]  # (variant name, model URI) -> loaded Variant
-
-
-@dataclass
-class Runtime:
-    """A loaded variant with its micro-batcher and, once it has been a shadow, its shadow runner."""
-
-    variant: Variant
-    batcher: MicroBatcher
-    shadow: ShadowRunner | None = None
-
-
-@dataclass(frozen=True)
-class ActiveRoutes:
-    """One route table and the runtimes of its loaded variants; never changed once built."""
-
-    table: RouteTable
-    runtimes: Mapping[str, Runtime] = field(default_factory=dict)
-    failures: Mapping[str, str] = field(default_factory=dict)
-    versions: Mapping[str, str] = field(default_factory=dict)  # model version of each loaded variant
-
-    def runtime(self, name: str) -> Runtime:
-        """The runtime of a variant of this table, or a 503 RequestError when it is not loaded."""
-        found = self.runtimes.get(name)
-        if found is not None:
-            return found
-        if name in self.failures:
-            raise RequestError(503, "variant_failed", f"variant {name!r} failed to load: {self.failures[name]}")
-        raise RequestError(503, "not_ready", f"variant {name!r} is still loading; retry when /readyz is 200")
-
-    def shadow_runners(self, answered: str) -> list[ShadowRunner]:
-        """The runners of the table's shadow variants, except the one that answered."""
-        return [r.shadow for v in self.table.shadows if v.name != answered and (r := self.runtimes.get(v.name))
-                and r.shadow is not None]
-
-    def describe(self) -> dict[str, Any]:
-        return table_json(self.table, self.versions)
 
 
 class ServerState:
@@ -94,6 +72,12 @@ class ServerState:
         self._failed: dict[tuple[str, str], str] = {}
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.TimerHandle] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.guard = ErrorGuard(config.routing.guard)
+        self.guard_event: dict[str, Any] | None = None  # the last rollback this server's guard made
+        self.sync = RouteSync(config.routing.sync_interval_s if self.log is not None else None,
+                              self._stored_version, self._follow_store, lambda: self.routes.table.version)
         self._publish(self.routes.table)
 
     @property
@@ -114,27 +98,53 @@ class ServerState:
         return out
 
     async def open_log(self) -> None:
-        """Open the prediction log (fails fast when the store is unusable), resume the bandit and restore
-        the persisted route table (unless `routing.restore_routes` is off), before any model loads."""
-        if self.log is None:
+        """Open the prediction log (fails fast when the store is unusable), resume the bandit and take the
+        route table (`_start_table`), before any model loads."""
+        self._loop = asyncio.get_running_loop()
+        if self.log is not None:
+            await asyncio.to_thread(self.log.open)
+            self.bandit.restore(await asyncio.to_thread(self.log.load_arms))
+            await self._start_table()
+        self.guard.watch(self.routes.table)
+
+    async def _start_table(self) -> None:
+        """The stored table (unless `routing.restore_routes` is off), else the arguments' table as the store's
+        next version, so the other replicas follow it (the operator's reset). When another server wrote that
+        version first (replicas starting together), its table."""
+        assert self.log is not None
+        saved = await asyncio.to_thread(self.log.load_routes)
+        if self.config.routing.restore_routes and saved is not None and self._restore(saved):
             return
-        await asyncio.to_thread(self.log.open)
-        self.bandit.restore(await asyncio.to_thread(self.log.load_arms))
-        saved = await asyncio.to_thread(self.log.load_routes) if self.config.routing.restore_routes else None
-        if saved is not None:
-            body, version = saved
-            try:
-                self.routes = ActiveRoutes(parse_table(body, version=version))
-            except RouteTableError as exc:
-                log.error("the persisted route table cannot be served (%s); starting from the arguments", exc)
-            else:
-                self.routes_source = "restored"
-                self._publish(self.routes.table)
-        log.info("route table version %d from %s: %s", self.routes.table.version,
-                 "the prediction log (persisted)" if self.routes_source == "restored" else "the command line",
-                 table_json(self.routes.table))
-        if self.routes_source == "arguments":
-            await asyncio.to_thread(self.log.save_routes, table_json(self.routes.table), self.routes.table.version)
+        arguments = self.routes.table
+        table = RouteTable(arguments.mode, arguments.variants, (saved[1] if saved else 0) + 1)
+        if await asyncio.to_thread(self.log.publish_routes, table_json(table), table.version):
+            self._set_start_table(table, "arguments")
+            return
+        saved = await asyncio.to_thread(self.log.load_routes)
+        if saved is None or not self._restore(saved):
+            log.error("route table version %d was written by another server first and its table cannot be "
+                      "served here; routing by the arguments until the store has a table this server can serve",
+                      table.version)
+
+    def _restore(self, saved: tuple[dict[str, Any], int]) -> bool:
+        body, version = saved
+        try:
+            self._set_start_table(parse_table(body, version=version), "restored")
+        except RouteTableError as exc:
+            log.error("the persisted route table version %d cannot be served (%s)", version, exc)
+            return False
+        return True
+
+    def _set_start_table(self, table: RouteTable, source: str) -> None:
+        self.routes, self.routes_source = ActiveRoutes(table), source
+        self._publish(table)
+        origin = "the prediction log (persisted)" if source == "restored" else "the command line"
+        log.info("route table version %d from %s: %s", table.version, origin, table_json(table))
+
+    async def run_background(self) -> None:
+        """Load the table's models, then follow the store's table (until cancelled)."""
+        await self.load_all()
+        await self.sync.run()
 
     async def load_all(self) -> None:
         """Load every variant of the table in a worker thread; a failure is recorded, never raised."""
@@ -152,25 +162,62 @@ class ServerState:
                 self.routes = self._bind(self.routes.table)
 
     async def replace_table(self, table: RouteTable, expected_version: int | None = None) -> ActiveRoutes:
-        """Load the table's new models, then swap it in; RouteTableError (table unchanged) on failure."""
+        """Load the table's new models, write it to the store as the next version, then swap it in;
+        RouteTableError (table unchanged) on failure, RouteTableConflict when the version is not current."""
+        if self.log is not None:
+            await self.sync.check()  # versions are the store's: catch up with the other replicas first
         async with self._lock:
-            current = self.routes
-            if expected_version is not None and expected_version != current.table.version:
-                raise RouteTableConflict(f"the table is at version {current.table.version}, not {expected_version}")
-            for route in table.variants:
-                if (route.name, route.model_uri) not in self._loaded:
-                    await self._load_for_table(route.name, route.model_uri)
-            new_table = RouteTable(table.mode, table.variants, current.table.version + 1)
+            current = self.routes.table
+            if expected_version is not None and expected_version != current.version:
+                raise RouteTableConflict(f"the table is at version {current.version}, not {expected_version}")
+            await self._load_missing(table)
+            new_table = RouteTable(table.mode, table.variants, current.version + 1)
             if self.log is not None:  # written before the swap: a restart never comes back to an older table
                 try:
-                    await asyncio.to_thread(self.log.save_routes, table_json(new_table), new_table.version)
+                    published = await asyncio.to_thread(self.log.publish_routes, table_json(new_table), new_table.version)
                 except Exception as exc:  # noqa: BLE001 - any store failure refuses the change
                     raise RouteTableError(f"the route table could not be persisted ({exc}); unchanged") from None
-            self.routes = self._bind(new_table)  # the atomic swap
-            self._publish(new_table)
-            _stop_mirroring(current, new_table)
-            self._retire_unused()
+                if not published:
+                    raise RouteTableConflict(self._lost_version(new_table.version))
+            self._swap(new_table)
             return self.routes
+
+    def _lost_version(self, version: int) -> str:
+        failure = self.sync.failure
+        unusable = (f"; this server cannot serve the store's version {failure.version}: {failure.message}"
+                    if failure is not None and failure.version is not None else "")
+        return (f"another replica wrote route table version {version} (or a newer one) first; read GET /routes "
+                f"and send the change again{unusable}")
+
+    async def _follow_store(self, version: int) -> None:
+        """Adopt the store's table when it is newer than this server's (another replica's change)."""
+        assert self.log is not None
+        async with self._lock:
+            saved = await asyncio.to_thread(self.log.load_routes)  # the newest body (it may be above `version`)
+            if saved is None or saved[1] <= self.routes.table.version:
+                return
+            body, stored = saved
+            table = parse_table(body, version=stored)
+            await self._load_missing(table)
+            self._swap(table)
+            log.info("route table version %d from the store (another replica's change): %s", stored, body)
+
+    def _stored_version(self) -> int | None:
+        return self.log.stored_route_version() if self.log is not None else None
+
+    async def _load_missing(self, table: RouteTable) -> None:
+        for route in table.variants:
+            if (route.name, route.model_uri) not in self._loaded:
+                await self._load_for_table(route.name, route.model_uri)
+
+    def _swap(self, table: RouteTable) -> None:
+        """Put `table` in force (its models are loaded): one assignment, then the bookkeeping."""
+        current = self.routes
+        self.routes = self._bind(table)  # the atomic swap
+        self._publish(table)
+        stop_mirroring(current, table)
+        self._retire_unused()
+        self.guard.watch(table)
 
     async def _load_for_table(self, name: str, uri: str) -> None:
         try:
@@ -179,6 +226,45 @@ class ServerState:
             raise RouteTableError(f"variant {name!r}: cannot load {uri}: {str(exc) or type(exc).__name__}") from None
         self._loaded[(name, uri)] = self._runtime(variant)
         log.info("variant %s loaded for a new route table: %s version %s", name, uri, variant.version)
+
+    def _guard_tripped(self, trip: GuardTrip) -> None:
+        """Start the rollback on the event loop (record() may run on another thread)."""
+        if self._loop is None or self._loop.is_closed():
+            return
+
+        def start() -> None:
+            task = asyncio.ensure_future(self._guard_rollback(trip))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        self._loop.call_soon_threadsafe(start)
+
+    async def _guard_rollback(self, trip: GuardTrip) -> None:
+        """Write the table that gives the failing variant's traffic to the champion, with the reason, and swap."""
+        champion = self.config.routing.guard.champion
+        async with self._lock:
+            current = self.routes
+            if current.table.version != trip.route_version:
+                return  # the table changed meanwhile: the guard watches the new one
+            table = rolled_back_table(current.table, trip.variant, champion, current.table.version + 1)
+            event = {"kind": GUARD_EVENT, "variant": trip.variant, "model_version": current.versions.get(trip.variant),
+                     "reason": trip.reason(champion), "details": trip.details()}
+            published = True
+            if self.log is not None:
+                try:
+                    published = await asyncio.to_thread(self.log.publish_routes, table_json(table), table.version, event)
+                except Exception:  # noqa: BLE001 - the guard tries again on the next failing answer
+                    log.exception("guard: the rollback of %s could not be written to the store", trip.variant)
+                    self.guard.release()
+                    return
+            if published:
+                self._swap(table)
+                self.guard_event = {**event, "route_version": table.version, "time": time.time()}
+        if not published:  # another replica changed the table first: adopt it now, then watch that one
+            self.guard.release()
+            await self.sync.check()
+            return
+        log.error("guard: %s; route table version %d", event["reason"], table.version)
 
     def _runtime(self, variant: Variant) -> Runtime:
         variant = with_positive_class(variant, self.config.prediction_log.positive_class)
@@ -221,15 +307,19 @@ class ServerState:
             used = {(v.name, v.model_uri) for v in self.routes.table.variants}
             for key in [k for k in self._loaded if k not in used]:
                 runtime = self._loaded.pop(key)
-                await _close_runtime(runtime, self.config.routing.shadow.timeout_s)
+                await close_runtime(runtime, self.config.routing.shadow.timeout_s)
                 self.metrics.ready.labels(runtime.variant.name, runtime.variant.version).set(0)
                 log.info("variant %s (%s) closed: no longer in the route table", *key)
 
     def record(self, entry: PredictionEntry) -> None:
-        """Log one variant's answer (thread-safe) and keep it for joining feedback."""
+        """Log one variant's answer (thread-safe), keep it for joining feedback, and show it to the guard."""
         self.recent.add(entry)
         if self.log is not None:
             self.log.record(entry)
+        if not entry.shadow and not entry.forced:
+            trip = self.guard.observe(entry.variant, entry.status, entry.route_version)
+            if trip is not None:
+                self._guard_tripped(trip)
 
     def _record_shed(self, rows: list[dict[str, Any]]) -> None:
         if self.log is not None:
@@ -243,26 +333,10 @@ class ServerState:
         """Stop shadows, batchers and the log writer (which writes everything still queued)."""
         for handle in self._retiring:
             handle.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for runtime in self._loaded.values():
-            await _close_runtime(runtime, self.config.routing.shadow.timeout_s)
+            await close_runtime(runtime, self.config.routing.shadow.timeout_s)
         if self.log is not None:
             await asyncio.to_thread(self.log.close)
-
-
-class RouteTableConflict(RouteTableError):
-    """PUT /routes named a table version that is no longer current (409)."""
-
-
-def _stop_mirroring(old: ActiveRoutes, new_table: RouteTable) -> None:
-    """Drop the queued work of variants the new table no longer mirrors to."""
-    mirrored = {v.name for v in new_table.shadows}
-    for route in old.table.shadows:
-        runtime = old.runtimes.get(route.name)
-        if route.name not in mirrored and runtime is not None and runtime.shadow is not None:
-            runtime.shadow.discard_pending()
-
-
-async def _close_runtime(runtime: Runtime, shadow_timeout_s: float) -> None:
-    if runtime.shadow is not None:
-        await asyncio.to_thread(runtime.shadow.close, shadow_timeout_s)
-    await runtime.batcher.close()

@@ -69,6 +69,22 @@ class BanditConfig(StrictModel):
     prior_beta: float = Field(1.0, gt=0.0)
 
 
+class GuardConfig(StrictModel):
+    """The server's own fast rollback: when a variant's share of 5xx answers over the last `window_s` passes
+    `max_error_rate` (at least `min_requests` of its routed requests in the window), the server gives its
+    traffic back to the `champion` variant through the shared route table, and records why."""
+
+    enabled: bool = True
+    # The variant that gets the traffic back; the guard watches every other variant with traffic. A table
+    # without this variant (not a rollout's) is not guarded.
+    champion: str = "champion"
+    window_s: float = Field(30.0, gt=0.0, le=3600.0)
+    min_requests: int = Field(20, ge=1)
+    # A hard limit, far above any canary's error_rate_margin: the controller's analysis judges the small
+    # differences at its looks; this catches a challenger that fails most requests between two looks.
+    max_error_rate: float = Field(0.5, gt=0.0, lt=1.0)
+
+
 class RoutingConfig(StrictModel):
     """How requests are assigned to variants; the route table itself comes from --routes or PUT /routes."""
 
@@ -77,6 +93,9 @@ class RoutingConfig(StrictModel):
     # The route table is persisted beside the prediction log and restored at start (it wins over --model and
     # --routes); false starts from the arguments (the operator's reset; `mlgate serve --reset-routes`).
     restore_routes: bool = True
+    # Every this many seconds the server reads the stored route table's version (one indexed row) and swaps
+    # in a newer one that another replica wrote (its models loaded first); null: never (one server alone).
+    sync_interval_s: float | None = Field(2.0, ge=0.05, le=3600.0)
     # GET /routes and GET /bandit show model URIs and versions: `token` makes them need the admin token.
     read_access: Literal["open", "token"] = "open"
     # X-Target-Variant: `allow` (the request is logged as forced and left out of every split analysis) or
@@ -86,6 +105,7 @@ class RoutingConfig(StrictModel):
     seed: int | None = None
     shadow: ShadowMirrorConfig = ShadowMirrorConfig()
     bandit: BanditConfig = BanditConfig()
+    guard: GuardConfig = GuardConfig()
 
 
 class ServingConfig(StrictModel):

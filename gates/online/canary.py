@@ -5,16 +5,22 @@ on those counts alone, so the decision rule is the same function whether it runs
 a simulation of a thousand rollouts. Error rate and label metrics are tested on the cumulative data
 since the canary started with always-valid tests: proven harm fails at any look, and non-inferiority
 must be proven before promotion (`prove_non_inferiority`). SRM is tested on randomisation units
-(routing keys, else requests) of the current step against its configured weights.
+(routing keys, else requests) of the current step against its configured weights, or, when the log
+says which route-table version routed each row, per version against that version's weights
+(`SplitStratum`): replicas adopt a new table a few seconds apart, and the rows the old table routed in
+the meantime are no mismatch.
 """
 
 from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from mlgate.gates.config import CANARY_LABEL_METRICS, CanaryConfig
 from mlgate.gates.online.core import AnalysisOutcome as O
@@ -26,7 +32,7 @@ from mlgate.gates.online.sequential import (
     tau2_for_horizon,
     tau2_for_proportions,
 )
-from mlgate.gates.online.srm_sequential import srm_sequential_p
+from mlgate.gates.online.srm_sequential import stratified_srm_p
 from mlgate.gates.result import Check
 from mlgate.gates.stats import rank_judge, srm_chi_square
 
@@ -45,6 +51,26 @@ class ArmCounts:
     labels: dict[str, tuple[int, int]] = field(default_factory=dict)  # metric -> (successes, trials)
     latency_ms: np.ndarray | None = None
     abs_errors: np.ndarray | None = None  # regression: |prediction - label| of each labelled row
+
+
+@dataclass(frozen=True)
+class SplitStratum:
+    """Units of the current step routed by one route-table version (None: rows logged without a version),
+    and that version's weights (champion, challenger)."""
+
+    version: int | None
+    champion_units: int
+    challenger_units: int
+    weights: tuple[float, float]
+
+    @property
+    def units(self) -> int:
+        return self.champion_units + self.challenger_units
+
+    def describe(self) -> str:
+        where = f"v{self.version}" if self.version is not None else "rows without a route version"
+        return (f"{where} at {self.weights[0]:g}/{self.weights[1]:g}: champion {self.champion_units} / "
+                f"challenger {self.challenger_units}")
 
 
 @dataclass(frozen=True)
@@ -71,12 +97,15 @@ def must_prove(config: CanaryConfig, index: int) -> bool:
 
 
 def judge_canary(champion: ArmCounts, challenger: ArmCounts, config: CanaryConfig, step: CanaryStep,
-                 *, task: str = "binary", label_conflicts: int = 0) -> OnlineAnalysis:
+                 *, task: str = "binary", label_conflicts: int = 0,
+                 split: Sequence[SplitStratum] | None = None) -> OnlineAnalysis:
     """The canary decision for one look, from counts alone; `label_conflicts` (labels that differ from
-    the first label of their row, which stands) are reported as a warning, never used."""
+    the first label of their row, which stands) are reported as a warning, never used. `split`: the step's
+    units per route-table version (None: the arms' `step_units` against the step's weights)."""
     started = time.perf_counter()
     prove = must_prove(config, step.index)
-    checks = [srm_check(champion, challenger, config, step), error_rate_check(champion, challenger, config, prove)]
+    checks = [srm_check(champion, challenger, config, step, split),
+              error_rate_check(champion, challenger, config, prove)]
     checks += [label_metric_check(m, margin, champion, challenger, config, prove, task)
                for m, margin in config.metric_margins.items()]
     checks += [latency_check(champion, challenger, config), progress_check(challenger, config)]
@@ -92,28 +121,56 @@ def judge_canary(champion: ArmCounts, challenger: ArmCounts, config: CanaryConfi
     return analysis(GATE, checks, started, counts, headline=(*config.metric_margins, "error_rate"))
 
 
-def srm_check(champion: ArmCounts, challenger: ArmCounts, config: CanaryConfig, step: CanaryStep) -> Check:
-    """Units per arm in this step against its weights, by an always-valid test (re-run at every look);
-    p < srm_alpha means the assignment is broken, so no comparison can be trusted (Error)."""
+def srm_check(champion: ArmCounts, challenger: ArmCounts, config: CanaryConfig, step: CanaryStep,
+              split: Sequence[SplitStratum] | None = None) -> Check:
+    """Units per arm in this step against the weights that routed them, by an always-valid test (re-run at
+    every look); p < srm_alpha means the assignment is broken, so no comparison can be trusted (Error).
+    With `split`, each route-table version's units are judged against that version's weights and the
+    evidence is combined (`stratified_srm_p`); without it, all units against the step's weights."""
     weights = (100 - step.weight, step.weight)
     if 0 in weights:
         return skipped("srm", f"one variant takes all traffic at {step.weight}%; no ratio to test")
-    observed = (champion.step_units, challenger.step_units)
-    expected = f"p >= {config.srm_alpha:g} for counts matching {weights[0]}/{weights[1]}"
-    if sum(observed) == 0:
+    strata = list(split) if split else [SplitStratum(None, champion.step_units, challenger.step_units, weights)]
+    expected = f"p >= {config.srm_alpha:g} for counts matching the weights of the table that routed them"
+    if sum(s.units for s in strata) == 0:
         return check("srm", O.INCONCLUSIVE, "no traffic in this step yet", value=None,
                      threshold=config.srm_alpha, expected=expected)
-    p = srm_sequential_p(observed, weights)
-    facts = (f"units champion {observed[0]} / challenger {observed[1]} at weights {weights[0]}/{weights[1]}, "
-             f"always-valid p {p:.2g} (halt below {config.srm_alpha:g})")
+    p = stratified_srm_p([((s.champion_units, s.challenger_units), s.weights) for s in strata])
+    facts = f"{_split_facts(strata, weights)}, always-valid p {p:.2g} (halt below {config.srm_alpha:g})"
+    per_version = [{"version": s.version, "champion": s.champion_units, "challenger": s.challenger_units,
+                    "weights": list(s.weights)} for s in strata]
     if p >= config.srm_alpha:
         return check("srm", O.SUCCESSFUL, f"assignment matches the weights: {facts}", value=p,
-                     threshold=config.srm_alpha, expected=expected)
-    chi2, chi2_p = srm_chi_square(observed, weights)
+                     threshold=config.srm_alpha, expected=expected, strata=per_version)
+    chi2, df, chi2_p = summed_chi_square(strata)
     message = (f"sample ratio mismatch, assignment is broken and no comparison can be trusted: {facts}; "
-               f"chi-square {chi2:.2f}, p {chi2_p:.2g}")
+               f"chi-square {chi2:.2f} on {df} df, p {chi2_p:.2g}")
     return check("srm", O.ERROR, message, value=p, threshold=config.srm_alpha, expected=expected,
-                 metric="srm p-value", chi2=chi2, chi2_p=chi2_p)
+                 metric="srm p-value", chi2=chi2, chi2_df=df, chi2_p=chi2_p, strata=per_version)
+
+
+def _split_facts(strata: list[SplitStratum], step_weights: tuple[int, int]) -> str:
+    if len(strata) == 1 and strata[0].version is None:
+        s = strata[0]
+        return (f"units champion {s.champion_units} / challenger {s.challenger_units} at weights "
+                f"{step_weights[0]}/{step_weights[1]}")
+    shown = sorted(strata, key=lambda s: -s.units)[:4]
+    more = f"; {len(strata) - len(shown)} more version(s)" if len(strata) > len(shown) else ""
+    return "units by route-table version: " + "; ".join(s.describe() for s in shown) + more
+
+
+def summed_chi_square(strata: Sequence[SplitStratum]) -> tuple[float, int, float]:
+    """The fixed-sample chi-square, reported beside the always-valid p: per-version statistics summed,
+    with their degrees of freedom (a unit in a weight-0 arm makes it infinite)."""
+    total, df = 0.0, 0
+    for s in strata:
+        counts, weights = np.array([s.champion_units, s.challenger_units], float), np.array(s.weights, float)
+        if (counts[weights == 0] > 0).any():
+            return float("inf"), max(df, 1), 0.0
+        if (weights > 0).all() and counts.sum() > 0:
+            total += srm_chi_square(counts, weights)[0]
+            df += 1
+    return total, df, float(stats.chi2.sf(total, df)) if df else 1.0
 
 
 def error_rate_check(champion: ArmCounts, challenger: ArmCounts, config: CanaryConfig, prove: bool) -> Check:
@@ -226,3 +283,15 @@ def _finite(values: np.ndarray | None) -> np.ndarray:
         return np.empty(0)
     values = np.asarray(values, dtype=float)
     return values[np.isfinite(values)]
+
+
+def server_rollback_analysis(event: Mapping[str, Any]) -> OnlineAnalysis:
+    """The look after a server's guard (serving.routing.guard) already sent the challenger's traffic back to
+    the champion: Failed, with the guard's metric, value, threshold and reason, so the rollout records why."""
+    details = event.get("details") or {}
+    message = (f"a server already rolled the challenger back (route table version {event.get('route_version')}): "
+               f"{event.get('reason')}")
+    item = check("server_guard", O.FAILED, message, value=details.get("value"), threshold=details.get("threshold"),
+                 expected="the challenger's share of 5xx within the server's hard limit", metric="error_rate (server guard)",
+                 requests=details.get("requests"), errors=details.get("errors"), window_s=details.get("window_s"))
+    return analysis(GATE, [item], time.perf_counter(), {"route_version": event.get("route_version"), **details})

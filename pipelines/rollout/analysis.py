@@ -1,4 +1,6 @@
-"""Feeding the online gates: the prediction log and feedback of the rollout's variants and versions."""
+"""Feeding the online gates: the prediction log and feedback of the rollout's variants and versions, the
+weights of every route-table version (the canary's split is judged per version), and the rollbacks a
+server's guard made by itself."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import pandas as pd
 
 from mlgate.gates.config import CanaryConfig, DriftConfig, ShadowConfig
 from mlgate.gates.online import CanaryStep, OnlineAnalysis, canary_analysis, shadow_analysis
+from mlgate.gates.online.canary import server_rollback_analysis
+from mlgate.gates.online.canary_data import weights_by_version
 from mlgate.gates.online.log_frames import routed
 from mlgate.pipelines.rollout.backend import CHALLENGER_VARIANT, CHAMPION_VARIANT
 from mlgate.pipelines.rollout.state import RolloutState
@@ -53,14 +57,25 @@ class LogAnalyser:
                                categorical=self.categorical, drift=self.drift, shed=self._shed(state))
 
     def canary_look(self, state: RolloutState, now: float) -> OnlineAnalysis:
-        from mlgate.serving.log.prediction_log import read_feedback
+        from mlgate.serving.log.prediction_log import read_feedback, read_route_history
 
         since = state.canary_started or state.phase_started
         preds = self._predictions(state, since)
         feedback = read_feedback(self.log_url, since=since)
         step = CanaryStep.of(self.canary, state.position.step, now - state.phase_started)
+        weights = weights_by_version(read_route_history(self.log_url), CHAMPION_VARIANT, CHALLENGER_VARIANT)
         return canary_analysis(preds, feedback, self.canary, step, step_started=state.phase_started,
-                               task=self.task, positive_class=self.positive_class)
+                               task=self.task, positive_class=self.positive_class, route_weights=weights)
+
+    def server_rollback(self, state: RolloutState) -> OnlineAnalysis | None:
+        """A Failed look when a server's guard sent this rollout's challenger back to the champion by itself
+        (a `guard_rollback` route event since the rollout started), else None."""
+        from mlgate.serving.log.prediction_log import read_route_events
+
+        events = read_route_events(self.log_url, since=state.started)
+        mine = events[(events["kind"] == "guard_rollback") & (events["variant"] == CHALLENGER_VARIANT)
+                      & (events["model_version"].astype(str) == str(state.version))]
+        return None if mine.empty else server_rollback_analysis(mine.iloc[-1].to_dict())
 
     def _shed(self, state: RolloutState) -> dict[str, int]:
         """Mirrors of the challenger's version the server shed since shadowing began, by reason."""

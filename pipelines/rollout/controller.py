@@ -40,13 +40,14 @@ from mlgate.pipelines.rollout.store import RolloutStore, status_event, transitio
 
 KILL_POINTS = ("after_intent", "after_apply")
 Analyser = Callable[[RolloutState, float], OnlineAnalysis]
+ServerRollback = Callable[[RolloutState], OnlineAnalysis | None]  # a rollback a server's guard already made
 ApprovalLookup = Callable[[str, str], dict[str, Any] | None]  # (version, stage) -> approval record or None
 
 
 @dataclass(frozen=True)
 class StepReport:
     """What one call did: `action` is started, advanced, promoted, rolled_back, resumed, collecting,
-    paused or done."""
+    paused, done, or skipped (another controller moved the rollout while this one looked)."""
 
     state: RolloutState
     action: str
@@ -57,10 +58,11 @@ class StepReport:
 class RolloutController:
     def __init__(self, store: RolloutStore, backend: TrafficBackend, analyser: Analyser, approvals: ApprovalLookup,
                  *, shadow_limit_s: float, step_limit_s: float, clock: Callable[[], float] = time.time,
-                 kill_at: str | None = None) -> None:
+                 kill_at: str | None = None, server_rollback: ServerRollback | None = None) -> None:
         if kill_at is not None and kill_at not in KILL_POINTS:
             raise UsageError(f"kill point {kill_at!r}: expected one of {', '.join(KILL_POINTS)}")
         self.store, self.backend, self.analyser, self.approvals = store, backend, analyser, approvals
+        self.server_rollback = server_rollback or (lambda state: None)
         self.limits = {"shadow": shadow_limit_s, "canary": step_limit_s}
         self.clock, self.kill_at = clock, kill_at
 
@@ -89,8 +91,10 @@ class RolloutController:
         if state.terminal:
             return StepReport(state, "done", f"rollout already ended: {state.position.phase} ({state.reason})")
         now = self.clock()
-        state = self._reassert(state, now)
-        look = self._champion_moved(state) or self.analyser(state, now)
+        look = self.server_rollback(state)  # first: re-asserting the split would undo the server's rollback
+        if look is None:
+            state = self._reassert(state, now)
+            look = self._champion_moved(state) or self.analyser(state, now)
         decision = self._decision(state, look)
         approval = self._approval(state) if look.outcome is AnalysisOutcome.SUCCESSFUL else None
         if approval:
@@ -148,6 +152,11 @@ class RolloutController:
     # ---- transitions ----
 
     def _execute(self, state: RolloutState, transition: Transition, look: OnlineAnalysis | None) -> StepReport:
+        moved = self._moved_meanwhile(state)
+        if moved is not None:
+            return StepReport(moved, "skipped", f"another controller moved the rollout to {moved.position.label()} "
+                              f"while this one decided to {transition.kind}; nothing done (the next look decides "
+                              "again)", look)
         state = self.store.save(record_intent(state, transition, self.clock()))  # write-ahead
         self._hook("after_intent")
         action = {"advance": "advanced", "promote": "promoted", "rollback": "rolled_back"}[transition.kind]
@@ -175,6 +184,15 @@ class RolloutController:
         if target.phase == "rolled_back":
             return self.backend.set_split(champion, None, 0, False)
         return self.backend.set_split(champion, challenger, target.weight, target.shadow)
+
+    def _moved_meanwhile(self, state: RolloutState) -> RolloutState | None:
+        """The stored state when another controller recorded a transition since `state` was read (the lock is
+        best effort: MLflow has no compare-and-set), so a decision is never written twice; else None."""
+        stored = self.store.current()
+        if stored is None or (stored.rollout_id, stored.seq, stored.pending) == (state.rollout_id, state.seq,
+                                                                                 state.pending):
+            return None
+        return stored
 
     def _reassert(self, state: RolloutState, now: float) -> RolloutState:
         """Re-apply the split of the current position when the server lost it (a restart without its

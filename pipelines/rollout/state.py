@@ -5,6 +5,10 @@ traffic position, whether the rollout runs or waits (paused: awaiting approval, 
 the step's time limit), and `pending`: the write-ahead record of a transition decided but not yet
 fully applied. Whoever finds a pending transition completes it, so a controller killed between
 deciding and recording neither loses the decision nor takes a second step.
+
+The stored JSON carries its format's number (`schema`); `from_json` migrates an older state step by step
+(`migrate_state`), so a rollout started by an older mlgate continues under a newer one between two looks,
+and refuses a state from a newer mlgate rather than dropping what it does not know.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ Phase = Literal["challenger", "shadow", "canary", "production", "rolled_back"]
 Kind = Literal["start", "advance", "promote", "rollback"]
 Status = Literal["running", "paused", "done"]
 TERMINAL: tuple[Phase, ...] = ("production", "rolled_back")
+# The format of the stored state. 1: mlgate before schema numbers (no `schema` key); 2: `schema` recorded.
+STATE_SCHEMA = 2
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,7 @@ class RolloutState:
     events: int = 0
     pending: Transition | None = None
     last: dict[str, Any] | None = field(default=None)
+    schema: int = STATE_SCHEMA
 
     @property
     def terminal(self) -> bool:
@@ -88,12 +95,39 @@ class RolloutState:
 
     @classmethod
     def from_json(cls, text: str) -> RolloutState:
-        data = json.loads(text)
+        """The state in `text`, migrated to STATE_SCHEMA; StateSchemaError when a newer mlgate wrote it."""
+        data = migrate_state(json.loads(text))
         data["position"] = Position(**data["position"])
         data["steps"], data["approval_before"] = tuple(data["steps"]), tuple(data["approval_before"])
         if data.get("pending"):
             data["pending"] = _transition(data["pending"])
         return cls(**data)
+
+
+class StateSchemaError(ValueError):
+    """A stored state in a format this mlgate does not know (a newer one wrote it)."""
+
+
+def migrate_state(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored state's JSON object in the current format, through each migration from its own."""
+    found = data.get("schema", 1)
+    if not isinstance(found, int) or isinstance(found, bool) or found < 1:
+        raise StateSchemaError(f"the rollout state has schema {found!r}; expected a number from 1 to {STATE_SCHEMA}")
+    if found > STATE_SCHEMA:
+        raise StateSchemaError(f"the rollout state was written by a newer mlgate (state schema {found}; this one "
+                               f"reads up to {STATE_SCHEMA}): upgrade mlgate to continue this rollout")
+    for number in range(found, STATE_SCHEMA):
+        data = _STATE_MIGRATIONS[number](data)
+    return data
+
+
+def _schema_1_to_2(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 had no `schema` key; its fields are all still read as they were."""
+    return {**data, "schema": 2}
+
+
+# number n -> the migration from schema n to n + 1; append one for every change of the stored format.
+_STATE_MIGRATIONS = {1: _schema_1_to_2}
 
 
 def _transition(data: dict[str, Any]) -> Transition:

@@ -17,7 +17,7 @@ from typing import Any
 
 from mlgate.pipelines import mlflow_io as registry
 from mlgate.pipelines.errors import UsageError
-from mlgate.pipelines.rollout.state import RolloutState, Transition
+from mlgate.pipelines.rollout.state import RolloutState, StateSchemaError, Transition
 
 CURRENT_TAG = "mlgate.rollout.current"
 STATE_TAG = "mlgate.rollout.state"
@@ -49,7 +49,10 @@ class RolloutStore:
         if not text:
             raise UsageError(f"{self.model} version {version}: {CURRENT_TAG} points here but it has no "
                              f"{STATE_TAG} tag; `mlgate rollout unlock` and start again")
-        return RolloutState.from_json(text)
+        try:
+            return RolloutState.from_json(text)  # an older mlgate's state is migrated here
+        except StateSchemaError as exc:
+            raise UsageError(f"{self.model} version {version}: {exc}") from None
 
     def save(self, state: RolloutState) -> RolloutState:
         """Write the state (version tag) and point the model at this rollout."""

@@ -1,6 +1,8 @@
-"""Building a rollout controller from a RunContext: store, backend, analyser and approvals.
+"""Building a rollout controller from a RunContext: store, backend, analyser and approvals; and which
+version a rollout starts with (an alias, a version number, or the digest of the model a pull request's
+reviewers approved).
 
-Settings from the environment (admin token, endpoint override, kill hook) are passed in by the CLI.
+Settings from the environment (admin token, endpoint, log URL, kill hook) are passed in by the CLI.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from mlgate.pipelines.errors import GateRefused, UsageError
 from mlgate.pipelines.rollout.analysis import LogAnalyser, resolve_log_url
 from mlgate.pipelines.rollout.backend import LocalBackend, TrafficBackend
 from mlgate.pipelines.rollout.controller import RolloutController
-from mlgate.pipelines.rollout.store import RolloutStore
+from mlgate.pipelines.rollout.store import ROLLBACK_REASON_TAG, STAGE_TAG, RolloutStore
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ def build_controller(ctx: RunContext, settings: RolloutSettings, backend: Traffi
         RolloutStore(ctx.tracking_uri, params.model.name),
         backend or LocalBackend(settings.endpoint, settings.admin_token), analyser, approval_lookup(ctx),
         shadow_limit_s=params.rollout.shadow.max_duration_s, step_limit_s=params.rollout.canary.max_step_duration_s,
-        kill_at=settings.kill_at,
+        kill_at=settings.kill_at, server_rollback=analyser.server_rollback,
     )
 
 
@@ -100,6 +102,54 @@ def rollout_versions(ctx: RunContext, version: str | None) -> tuple[str, str]:
         version = challenger.version
     _require_version(uri, name, str(version))
     return str(version), champion.version
+
+
+PASSING_VERDICTS = ("PASS", "WARN")
+VERDICT_TAG = "mlgate.verdict"
+
+
+@dataclass(frozen=True)
+class DigestMatch:
+    """The registered version of an approved model digest; `is_champion` when nothing is left to roll out."""
+
+    version: str
+    is_champion: bool
+    approval: dict[str, Any] | None = None
+
+
+def version_by_digest(ctx: RunContext, digest: str, approved_as: str | None = None) -> DigestMatch:
+    """The newest registered version whose `mlgate.model_digest` is `digest` and whose verdict passed.
+    Refused (GateRefused) when no version has the digest, none passed, the one found was rolled back, or
+    `approved_as` is given and it has no approval of that stage by an allowed approver."""
+    from mlgate.pipelines.registry.registration import MODEL_DIGEST_TAG
+
+    name, uri = ctx.params.model.name, ctx.tracking_uri
+    digest = digest.strip()
+    if not digest:
+        raise UsageError("--digest is empty: give the model digest of the judged model (reports/verdict.json "
+                         "`.model.digest` of the pull request's CI run)")
+    found = registry.versions_tagged(uri, name, MODEL_DIGEST_TAG, digest) \
+        if registry.registered_model_tags(uri, name) is not None else []
+    if not found:
+        raise GateRefused(f"no registered version of {name!r} has model digest {digest[:12]}: a pull request's "
+                          "model is registered by ci.yml's approve-model job when a reviewer approves it")
+    champion = registry.version_by_alias(uri, name, registry.CHAMPION)
+    if champion is not None and champion.version in {ref.version for ref in found}:
+        return DigestMatch(champion.version, True)
+    passing = [ref for ref in found if ref.tags.get(VERDICT_TAG) in PASSING_VERDICTS]
+    if not passing:
+        verdicts = ", ".join(f"v{ref.version}: {ref.tags.get(VERDICT_TAG, 'none')}" for ref in found)
+        raise GateRefused(f"model digest {digest[:12]} of {name!r} has no version with a passing verdict "
+                          f"({verdicts}); only a PASS or WARN verdict is rolled out")
+    chosen = max(passing, key=lambda ref: int(ref.version))
+    if chosen.tags.get(STAGE_TAG) == "rolled_back":
+        raise GateRefused(f"{name} version {chosen.version} (digest {digest[:12]}) was rolled back before: "
+                          f"{chosen.tags.get(ROLLBACK_REASON_TAG, '')[:300]}; roll out a new model")
+    approval = approval_lookup(ctx)(chosen.version, approved_as) if approved_as else None
+    if approved_as and approval is None:
+        raise GateRefused(f"{name} version {chosen.version} (digest {digest[:12]}) has no approval of stage "
+                          f"{approved_as} by an allowed approver: mlgate approvals --version {chosen.version}")
+    return DigestMatch(chosen.version, False, approval)
 
 
 def _require_version(uri: str, name: str, version: str) -> None:

@@ -2,10 +2,12 @@
 
 Tables (one row per input row per variant): `predictions(request_id, row_index, routing_key,
 variant, model_version, shadow, ts, latency_ms, status, error, features, prediction, score,
-baseline_ms)`,
+baseline_ms, forced, route_version)`,
 `feedback(request_id, row_index, label, reward, ts)`, `shadow_shed(variant, model_version, reason,
-count, window_start, ts)` (mirrors the server chose not to run, per window) and `bandit_arms` (the
-bandit's posteriors).
+count, window_start, ts)` (mirrors the server chose not to run, per window), `bandit_arms` (the
+bandit's posteriors), `route_table` (the table in force), `route_table_history` (every version's body),
+`route_events` (changes a server made by itself, with the reason) and `schema_version`
+(`mlgate.serving.log.migrations`).
 The store is SQLite or PostgreSQL, named by a SQLAlchemy URL. SQLite, the default, runs in WAL mode so
 readers in other processes (the rollout analysis) read while the server writes; it is one file on one
 machine. PostgreSQL (`postgresql+psycopg://user:password@host:port/database`; `postgresql://` means the
@@ -31,7 +33,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 PREDICTION_COLUMNS = ("request_id", "row_index", "routing_key", "variant", "model_version", "shadow", "ts",
-                      "latency_ms", "status", "error", "features", "prediction", "score", "baseline_ms", "forced")
+                      "latency_ms", "status", "error", "features", "prediction", "score", "baseline_ms", "forced",
+                      "route_version")
 FEEDBACK_COLUMNS = ("request_id", "row_index", "label", "reward", "ts", "kind")
 
 
@@ -59,6 +62,7 @@ PREDICTIONS = sa.Table(
     sa.Column("features", LogText), sa.Column("prediction", LogText), sa.Column("score", sa.Float),
     sa.Column("baseline_ms", sa.Float),
     sa.Column("forced", sa.Integer),  # 1: the caller chose the variant (X-Target-Variant); not in any split
+    sa.Column("route_version", sa.Integer),  # the route-table version that routed the request (null: before it)
     sa.Index("ix_predictions_request_id", "request_id"), sa.Index("ix_predictions_ts", "ts"),
 )
 FEEDBACK = sa.Table(
@@ -86,6 +90,29 @@ ROUTE_TABLES = sa.Table(
     sa.Column("scope", LogText, primary_key=True), sa.Column("version", sa.Integer, nullable=False),
     sa.Column("body", LogText, nullable=False), sa.Column("ts", sa.Float, nullable=False),
 )
+# The body of every route-table version, so an analysis knows the weights that routed each logged row.
+ROUTE_HISTORY = sa.Table(
+    "route_table_history", METADATA,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("body", LogText, nullable=False), sa.Column("ts", sa.Float, nullable=False),
+)
+# Route-table changes a server made by itself (the guard's rollbacks), with the reason.
+ROUTE_EVENTS = sa.Table(
+    "route_events", METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.Float, nullable=False), sa.Column("kind", LogText, nullable=False),
+    sa.Column("route_version", sa.Integer, nullable=False), sa.Column("variant", LogText),
+    sa.Column("model_version", LogText), sa.Column("reason", LogText, nullable=False),
+    sa.Column("details", LogText),
+    sa.Index("ix_route_events_ts", "ts"),
+)
+# The schema version of the store: the number of the last migration applied (mlgate.serving.log.migrations).
+SCHEMA_VERSION = sa.Table(
+    "schema_version", METADATA,
+    sa.Column("component", LogText, primary_key=True), sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+)
+EVENT_COLUMNS = ("ts", "kind", "route_version", "variant", "model_version", "reason", "details")
 BANDIT_ARMS = sa.Table(
     "bandit_arms", METADATA,
     sa.Column("variant", LogText, primary_key=True), sa.Column("model_version", LogText, primary_key=True),
@@ -120,6 +147,7 @@ class PredictionEntry:
     scores: Sequence[float | None] | None = None
     baseline_ms: float | None = None
     forced: bool = False
+    route_version: int | None = None  # the version of the route table that routed the request
 
     def rows(self) -> list[dict[str, Any]]:
         """The database rows of this entry (at least one, even for a request without rows)."""
@@ -127,7 +155,8 @@ class PredictionEntry:
         common = {"request_id": self.request_id, "routing_key": self.routing_key, "variant": self.variant,
                   "model_version": self.model_version, "shadow": int(self.shadow), "ts": self.ts,
                   "latency_ms": self.latency_ms, "status": self.status, "error": self.error,
-                  "baseline_ms": _finite_or_none(self.baseline_ms), "forced": int(self.forced)}
+                  "baseline_ms": _finite_or_none(self.baseline_ms), "forced": int(self.forced),
+                  "route_version": self.route_version}
         rows = []
         for i in range(max(self.n_rows, 1)):
             features = {name: values[i] for name, values in columns.items()} if self.n_rows else {}
@@ -214,50 +243,11 @@ def open_engine(url: str) -> sa.Engine:
     return engine
 
 
-_SCHEMA_LOCK = 0x6D6C67617465  # "mlgate": the advisory lock key of create_tables
-
-
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
-
-
-def create_tables(engine: sa.Engine) -> None:
-    """Create what is missing: tables, the columns a store written by an older mlgate lacks, indexes.
-    Several servers may start together on one store. Nothing that exists is touched (on PostgreSQL even
-    `CREATE INDEX IF NOT EXISTS` locks the table against the other servers' inserts, and deadlocks with
-    them); what is missing is created `IF NOT EXISTS`, and on PostgreSQL the servers take turns under a
-    transaction-scoped advisory lock."""
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-        existing = set(sa.inspect(connection).get_table_names())
-        for table in METADATA.sorted_tables:
-            if table.name not in existing:
-                connection.execute(sa.schema.CreateTable(table, if_not_exists=True))
-        for table in (PREDICTIONS, FEEDBACK):
-            _add_missing_columns(connection, table)
-        inspector = sa.inspect(connection)
-        for table in METADATA.sorted_tables:
-            indexed = {index["name"] for index in inspector.get_indexes(table.name)}
-            for index in table.indexes:
-                if index.name not in indexed:
-                    connection.execute(sa.schema.CreateIndex(index, if_not_exists=True))
-
-
-def _add_missing_columns(connection: sa.Connection, table: sa.Table) -> None:
-    present = {c["name"] for c in sa.inspect(connection).get_columns(table.name)}
-    for column in table.columns:
-        if column.name in present:
-            continue
-        kind = column.type.compile(dialect=connection.dialect)
-        try:
-            connection.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
-        except sa.exc.OperationalError:  # SQLite: another server added it meanwhile; else the error stands
-            if column.name not in {c["name"] for c in sa.inspect(connection).get_columns(table.name)}:
-                raise
 
 
 @contextmanager
@@ -326,6 +316,29 @@ def read_routes(url: str) -> tuple[dict[str, Any], int] | None:
         query = sa.select(ROUTE_TABLES.c.body, ROUTE_TABLES.c.version).where(ROUTE_TABLES.c.scope == ROUTES_SCOPE)
         row = connection.execute(query).first()
     return (json.loads(row.body), int(row.version)) if row is not None else None
+
+
+def read_route_history(url: str) -> dict[int, dict[str, Any]]:
+    """The body of every stored route-table version, by version (empty for a store from before the history)."""
+    with _reader(url) as connection:
+        if connection is None or not sa.inspect(connection).has_table(ROUTE_HISTORY.name):
+            return {}
+        rows = connection.execute(sa.select(ROUTE_HISTORY.c.version, ROUTE_HISTORY.c.body)).all()
+    return {int(row.version): json.loads(row.body) for row in rows}
+
+
+def read_route_events(url: str, *, since: float | None = None) -> pd.DataFrame:
+    """Route-table changes servers made by themselves (ts >= since), oldest first: ts, kind, route_version,
+    variant, model_version, reason, details (decoded JSON)."""
+    with _reader(url) as connection:
+        if connection is None or not sa.inspect(connection).has_table(ROUTE_EVENTS.name):
+            return pd.DataFrame({name: pd.Series([], dtype=object) for name in EVENT_COLUMNS})
+        query = sa.select(*(ROUTE_EVENTS.c[name] for name in EVENT_COLUMNS))
+        if since is not None:
+            query = query.where(ROUTE_EVENTS.c.ts >= since)
+        frame = pd.read_sql(query.order_by(ROUTE_EVENTS.c.ts, ROUTE_EVENTS.c.id), connection)
+    frame["details"] = pd.Series([json_value(text) for text in frame["details"]], index=frame.index, dtype=object)
+    return frame
 
 
 def read_bandit_arms(url: str) -> pd.DataFrame:

@@ -8,8 +8,10 @@ neither lose an update nor fail on a duplicate key.
   several servers record for one arm all count (`ArmLedger` turns each saved posterior into the
   increment since the one before).
 - The route table's row only moves forward: a table is stored when its version is above the stored one,
-  except a table from the server's arguments (version 1: a first start or the operator's reset), which
-  replaces it.
+  except by `save_routes` with version 1 (how mlgate before replicas reset the table), which replaces it.
+- Each route-table version's body is kept in `route_table_history`; the first server to write a version
+  owns it (`INSERT ... ON CONFLICT DO NOTHING`), which is how two replicas changing the table at the same
+  moment find out that one of them lost.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mlgate.serving.log.prediction_log import BANDIT_ARMS, ROUTE_TABLES
+from mlgate.serving.log.prediction_log import BANDIT_ARMS, ROUTE_HISTORY, ROUTE_TABLES
 from mlgate.serving.routing.bandit import Arm
 
 ARGUMENTS_VERSION = 1  # the version of a route table the server built from its arguments
@@ -91,3 +93,14 @@ def routes_upsert(dialect: str, row: Mapping[str, Any]) -> sa.Executable:
     return statement.on_conflict_do_update(
         index_elements=[ROUTE_TABLES.c.scope], where=newer,
         set_={"version": statement.excluded.version, "body": statement.excluded.body, "ts": statement.excluded.ts})
+
+
+def history_insert(dialect: str, version: int, body: str, ts: float, *, replace: bool = False) -> sa.Executable:
+    """Record a version's body: only if the version is new (the statement returns the version when this call
+    wrote it, nothing otherwise; psycopg's rowcount is -1 here), or replacing it (`replace`, the version-1
+    reset of `save_routes`)."""
+    statement = _INSERTS[dialect](ROUTE_HISTORY).values(version=version, body=body, ts=ts)
+    if replace:
+        return statement.on_conflict_do_update(index_elements=[ROUTE_HISTORY.c.version],
+                                               set_={"body": statement.excluded.body, "ts": statement.excluded.ts})
+    return statement.on_conflict_do_nothing(index_elements=[ROUTE_HISTORY.c.version]).returning(ROUTE_HISTORY.c.version)

@@ -8,12 +8,12 @@ without bound. A failed write is retried once, then its rows are counted as lost
 
 Several servers may write one store (PostgreSQL): rows are only ever inserted, and the keyed rows
 (bandit arms, the route table) are upserted (`mlgate.serving.log.upsert`), never deleted and re-inserted.
+`open()` brings the store's schema up to date first (`mlgate.serving.log.migrations`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import queue
@@ -26,18 +26,17 @@ from typing import Any
 import sqlalchemy as sa
 
 from mlgate.gates.result import first_line
+from mlgate.serving.log import route_store
+from mlgate.serving.log.migrations import migrate
 from mlgate.serving.log.prediction_log import (
     BANDIT_ARMS,
     FEEDBACK,
     PREDICTIONS,
-    ROUTE_TABLES,
-    ROUTES_SCOPE,
     SHADOW_SHED,
     PredictionEntry,
-    create_tables,
     open_engine,
 )
-from mlgate.serving.log.upsert import ArmChange, ArmLedger, arm_upsert, check_dialect, routes_upsert
+from mlgate.serving.log.upsert import ArmChange, ArmLedger, arm_upsert, check_dialect
 from mlgate.serving.routing.bandit import Arm
 from mlgate.serving.settings import BanditConfig, PredictionLogConfig
 
@@ -100,11 +99,12 @@ class PredictionLog:
         self._thread: threading.Thread | None = None
         self._features = FeaturePolicy.of(config)
         self._next_expiry = time.monotonic() + _EXPIRY_EVERY_S
+        self.schema_version: int | None = None
 
     def open(self) -> None:
         self._engine = open_engine(self.config.url)
         check_dialect(self._engine.dialect.name)
-        create_tables(self._engine)
+        self.schema_version = migrate(self._engine)
         self._expire()
         self._thread = threading.Thread(target=self._run, name="mlgate-prediction-log", daemon=True)
         self._thread.start()
@@ -183,28 +183,21 @@ class PredictionLog:
         return found
 
     def save_routes(self, body: dict[str, Any], version: int) -> bool:
-        """Persist the route table (synchronously: an admin write, never on the request path). False when
-        the store holds a newer version (another server's change), which stays: only a table from the
-        server's arguments (version 1: a first start, or the operator's reset) replaces a newer one."""
-        if self._engine is None:
-            return False
-        row = {"scope": ROUTES_SCOPE, "version": version, "body": json.dumps(body, sort_keys=True), "ts": time.time()}
-        query = sa.select(ROUTE_TABLES.c.version, ROUTE_TABLES.c.body).where(ROUTE_TABLES.c.scope == ROUTES_SCOPE)
-        with self._engine.begin() as connection:
-            connection.execute(routes_upsert(connection.dialect.name, row))
-            stored = tuple(connection.execute(query).one()) == (version, row["body"])
-        if not stored:
-            log.warning("route table version %d not persisted: the store already holds a version at least as new "
-                        "(another server's change)", version)
-        return stored
+        """Persist the route table (synchronously: an admin write); see `route_store.save_routes`."""
+        return self._engine is not None and route_store.save_routes(self._engine, body, version)
+
+    def publish_routes(self, body: dict[str, Any], version: int, event: dict[str, Any] | None = None) -> bool:
+        """Make `body` the table in force as `version` if no server wrote that version first; see
+        `route_store.publish_routes`."""
+        return self._engine is not None and route_store.publish_routes(self._engine, body, version, event)
+
+    def stored_route_version(self) -> int | None:
+        """The version of the route table in force in the store (one row by primary key)."""
+        return None if self._engine is None else route_store.stored_version(self._engine)
 
     def load_routes(self) -> tuple[dict[str, Any], int] | None:
         """The persisted route table body and version, or None."""
-        if self._engine is None:
-            return None
-        with self._engine.connect() as connection:
-            row = connection.execute(sa.select(ROUTE_TABLES).where(ROUTE_TABLES.c.scope == ROUTES_SCOPE)).first()
-        return (json.loads(row.body), int(row.version)) if row is not None else None
+        return None if self._engine is None else route_store.load_routes(self._engine)
 
     def load_arms(self) -> list[Arm]:
         """The stored posteriors (every server's rewards), for the bandit to resume."""

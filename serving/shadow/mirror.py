@@ -57,6 +57,7 @@ class ShadowJob:
     primary_batch: FeatureBatch | None
     primary_labels: Sequence[Any] | None
     forced: bool = False  # the caller forced the answering variant: its mirror is marked too
+    route_version: int | None = None  # the route table that routed the request
 
 
 EntrySink = Callable[[PredictionEntry], None]
@@ -313,7 +314,7 @@ class ShadowRunner:
         self._sink(PredictionEntry(
             job.request_id, job.routing_key, self.variant.name, self.variant.version, True, job.ts,
             seconds * 1000.0, status, error, columns, job.parsed.n_rows, labels, scores,
-            None if baseline_s is None else baseline_s * 1000.0, job.forced))
+            None if baseline_s is None else baseline_s * 1000.0, job.forced, job.route_version))
 
 
 @dataclass(frozen=True, slots=True)

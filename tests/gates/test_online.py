@@ -17,7 +17,9 @@ from mlgate.gates.online import (
     judge_canary,
     shadow_analysis,
 )
-from mlgate.gates.online.srm_sequential import srm_sequential_p
+from mlgate.gates.online.canary import SplitStratum, srm_check
+from mlgate.gates.online.canary_data import split_strata, weights_by_version
+from mlgate.gates.online.srm_sequential import srm_sequential_p, stratified_srm_p
 from mlgate.gates.result import Status
 
 NUMERIC = ["total_day_minutes", "total_eve_minutes", "number_customer_service_calls", "account_length"]
@@ -272,6 +274,64 @@ def test_sequential_srm_is_calm_on_a_fair_split_and_detects_a_skewed_one():
     fair = [srm_sequential_p((n - k, k), (90, 10)) for n, k in ((n, rng.binomial(n, 0.1)) for n in (50, 500, 5000))]
     assert min(fair) > 0.01
     assert srm_sequential_p((4600, 400), (90, 10)) < 0.001  # 8% instead of 10%
+
+
+def _switch_log(churn, model, *, lagging: int = 800, switched: int = 1200, seed: int = 4) -> pd.DataFrame:
+    """A step at 50%: `lagging` units still routed by version 1 (90/10: replicas not yet switched), then
+    `switched` units by version 2 (50/50); one request per routing key."""
+    rng = np.random.default_rng(seed)
+    rows = churn.iloc[:lagging + switched]
+    labels, scores = predict(model, rows)
+    frame = log_rows(rows, "champion", labels, scores, shadow=False, ts0=0.0)
+    version = np.r_[np.full(lagging, 1), np.full(switched, 2)]
+    to_challenger = rng.random(len(frame)) < np.where(version == 1, 0.1, 0.5)
+    return frame.assign(variant=np.where(to_challenger, "challenger", "champion"), route_version=version)
+
+
+SWITCH_TABLES = {1: {"mode": "weighted", "variants": [{"name": "champion", "weight": 90},
+                                                      {"name": "challenger", "weight": 10}]},
+                 2: {"mode": "weighted", "variants": [{"name": "champion", "weight": 50},
+                                                      {"name": "challenger", "weight": 50}]}}
+
+
+def _srm_of(preds, weights):
+    feedback = pd.DataFrame({"request_id": [], "row_index": [], "label": []})
+    result = canary_analysis(preds, feedback, CANARY, CanaryStep.of(CANARY, 0), step_started=0.0, task="binary",
+                             positive_class="yes", route_weights=weights)
+    return next(c for c in result.result.checks if c.name == "srm")
+
+
+def test_rows_the_old_table_routed_during_a_switch_are_no_sample_ratio_mismatch(churn, model):
+    preds = _switch_log(churn, model)
+    weights = weights_by_version(SWITCH_TABLES)
+    judged = _srm_of(preds, weights)
+    assert judged.details["outcome"] == "Successful", judged.message
+    assert "v1 at 90/10" in judged.message and "v2 at 50/50" in judged.message
+    pooled = _srm_of(preds.assign(route_version=None), weights)  # a log without versions, judged as before
+    assert pooled.details["outcome"] == "Error" and "weights 50/50" in pooled.message
+
+
+def test_a_broken_split_within_a_route_version_is_still_flagged(churn, model):
+    preds = _switch_log(churn, model)
+    late = preds["route_version"] == 2
+    broken = preds[~(late & (preds["variant"] == "challenger") & (np.arange(len(preds)) % 3 == 0))]  # lose 1/3
+    judged = _srm_of(broken, weights_by_version(SWITCH_TABLES))
+    assert judged.details["outcome"] == "Error" and judged.details["chi2_df"] == 2, judged.message
+    impossible = [SplitStratum(3, 40, 2, (100.0, 0.0)), SplitStratum(4, 500, 510, (50.0, 50.0))]
+    assert stratified_srm_p([((40, 2), (100, 0)), ((500, 510), (50, 50))]) == 0.0  # the 0% variant got units
+    flagged = srm_check(ArmCounts(), ArmCounts(), CANARY, CanaryStep.of(CANARY, 0), impossible)
+    assert flagged.details["outcome"] == "Error" and "v3 at 100/0: champion 40 / challenger 2" in flagged.message
+
+
+def test_a_key_counts_once_under_the_version_of_its_first_row_in_the_step():
+    rows = pd.DataFrame({"request_id": ["a", "b", "c", "d", "e"], "routing_key": ["k1", "k1", "k2", "k3", None],
+                         "variant": ["champion", "challenger", "challenger", "champion", "champion"],
+                         "ts": [1.0, 2.0, 3.0, 0.5, 4.0], "route_version": [1, 2, 2, 2, None], "shadow": 0})
+    strata = split_strata(rows, "champion", "challenger", CanaryStep.of(CANARY, 0), 1.0, {1: (90.0, 10.0)})
+    assert strata == (SplitStratum(None, 1, 0, (50.0, 50.0)), SplitStratum(1, 1, 0, (90.0, 10.0)),
+                      SplitStratum(2, 0, 1, (50.0, 50.0)))  # k3 is before the step; v2 has no known table
+    assert split_strata(rows.assign(route_version=None), "champion", "challenger", CanaryStep.of(CANARY, 0), 1.0,
+                        {}) is None
 
 
 def test_latency_slowdown_beyond_tolerance_fails_the_step():

@@ -16,6 +16,7 @@ from mlgate.gates.config import ShadowConfig
 from mlgate.gates.online import AnalysisOutcome
 from mlgate.gates.online.shadow import latency_check, timed_calls
 from mlgate.serving.log.prediction_log import read_bandit_arms, read_feedback, read_predictions
+from mlgate.serving.log.writer import PredictionLog
 from mlgate.serving.routing.routes import parse_table
 from mlgate.serving.settings import PredictionLogConfig, RoutingConfig, ServingConfig, ShadowMirrorConfig
 from tests.serving.conftest import LABELS
@@ -301,3 +302,45 @@ def test_the_first_label_stands_duplicates_are_ignored_and_conflicts_are_kept_ap
     assert fixed.json()["corrections"] == 1
     stored = read_feedback(_config(tmp_path).prediction_log.url)
     assert standing_labels(stored)["label"].tolist() == ["yes"]
+
+
+def test_a_replica_follows_the_stores_newer_table_and_keeps_its_own_when_it_cannot_serve_one(
+        in_app, model_dir: Path, row: dict, tmp_path: Path) -> None:
+    """Another replica's change reaches this server through the store; a table naming a model it cannot
+    load is not adopted (the old one keeps routing; /readyz says why) until a newer one it can serve."""
+    config = _config(tmp_path, sync_interval_s=0.1)
+    ghost = {"mode": "weighted", "variants": [
+        {"name": "default", "model_uri": str(model_dir), "weight": 50},
+        {"name": "ghost", "model_uri": str(tmp_path / "none"), "weight": 50}]}
+    split = {"mode": "weighted", "variants": [{"name": "default", "model_uri": str(model_dir), "weight": 70},
+                                              {"name": "other", "model_uri": str(model_dir), "weight": 30}]}
+
+    async def scenario(client: httpx.AsyncClient) -> dict[str, Any]:
+        other = PredictionLog(config.prediction_log)  # another replica's writer on the same store
+        await asyncio.to_thread(other.open)
+        try:
+            assert await asyncio.to_thread(other.publish_routes, ghost, 2)
+            await asyncio.sleep(0.6)
+            seen = {"ready": await client.get("/readyz"), "routes": (await client.get("/routes")).json(),
+                    "answer": await client.post("/invocations", json={"dataframe_records": [row]}),
+                    "put": await client.put("/routes", json=_weighted(default=100), headers=ADMIN)}
+            assert await asyncio.to_thread(other.publish_routes, split, 3)
+            await asyncio.sleep(0.6)
+            seen.update(after=(await client.get("/routes")).json(), ready_after=(await client.get("/readyz")).json())
+            return seen
+        finally:
+            await asyncio.to_thread(other.close)
+
+    seen = in_app(scenario, config=config, admin_token=TOKEN)
+    ready = seen["ready"]
+    assert ready.status_code == 200, "a table this replica cannot serve does not take it out of service"
+    error = ready.json()["routes"]["sync"]["error"]
+    assert error["version"] == 2 and "variant 'ghost': cannot load" in error["message"]
+    assert seen["routes"]["version"] == 1 and seen["answer"].headers["x-route-version"] == "1"
+    put = seen["put"]
+    assert put.status_code == 409 and "cannot serve the store's version 2" in put.json()["error"]["message"]
+    after = seen["after"]
+    assert after["version"] == 3 and [(v["name"], v["weight"]) for v in after["variants"]] == [("default", 70),
+                                                                                               ("other", 30)]
+    sync = seen["ready_after"]["routes"]["sync"]
+    assert sync["error"] is None and sync["applied"]["version"] == 3 and sync["store_version"] == 3

@@ -11,6 +11,7 @@ import pytest
 from mlgate.gates.stats.srm import srm_chi_square
 from mlgate.serving.__main__ import main as serving_main
 from mlgate.serving.routing.bandit import Arm, ThompsonBandit
+from mlgate.serving.routing.guard import ErrorGuard, rolled_back_table
 from mlgate.serving.routing.router import TableRouter, random_choice, sticky_choice
 from mlgate.serving.routing.routes import (
     RouteTableError,
@@ -19,7 +20,7 @@ from mlgate.serving.routing.routes import (
     parse_table,
     table_json,
 )
-from mlgate.serving.settings import BanditConfig
+from mlgate.serving.settings import BanditConfig, GuardConfig
 from mlgate.serving.shadow.cpu_budget import BusyBudget
 
 
@@ -155,3 +156,54 @@ def test_mlgate_serve_refuses_a_bad_routes_file_with_exit_2(model_dir: Path, tmp
     path.write_text(json.dumps(_body("bandit", _v("a", 100))))
     assert main(["serve", "--model", f"a={model_dir}", "--routes", str(path), "--port", "0"]) == 2
     assert "at least two non-shadow variants" in capsys.readouterr().err
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_guard_trips_once_when_a_challengers_5xx_share_in_the_window_passes_the_limit() -> None:
+    clock = _Clock()
+    guard = ErrorGuard(GuardConfig(window_s=10, min_requests=10, max_error_rate=0.3), clock)
+    table = parse_table(_body("weighted", _v("champion", 90), _v("challenger", 10), _v("spare", 0)), version=4)
+    guard.watch(table)
+    for _ in range(20):  # the champion's errors, 4xx answers and another table's answers never count
+        assert guard.observe("champion", 500, 4) is None
+        assert guard.observe("challenger", 400, 4) is None
+        assert guard.observe("challenger", 500, 3) is None
+    for _ in range(6):
+        assert guard.observe("challenger", 200, 4) is None
+    clock.now = 11.0  # those six left the window: the next nine alone are too few to judge
+    trips = [guard.observe("challenger", 500 if i % 2 else 200, 4) for i in range(9)]
+    assert trips == [None] * 9
+    trip = guard.observe("challenger", 500, 4)  # ten in the window, five 5xx: 0.5 > 0.3
+    assert (trip.variant, trip.route_version, trip.requests, trip.errors) == ("challenger", 4, 10, 5)
+    assert "5 of its 10 routed requests" in trip.reason("champion") and "hard limit 0.3" in trip.reason("champion")
+    assert guard.observe("challenger", 500, 4) is None  # tripped once for this table
+    guard.release()  # the rollback changed nothing (another replica's change came first): watch again
+    assert guard.observe("challenger", 500, 4) is not None
+
+
+def test_the_guard_watches_nothing_without_a_champion_variant_or_when_disabled() -> None:
+    other = parse_table(_body("weighted", _v("a", 50), _v("b", 50)))
+    canary = parse_table(_body("weighted", _v("champion", 50), _v("challenger", 50)))
+    for guard, table in ((ErrorGuard(GuardConfig(min_requests=1)), other),
+                         (ErrorGuard(GuardConfig(enabled=False, min_requests=1)), canary)):
+        guard.watch(table)
+        assert all(guard.observe(name, 500, table.version) is None for name in table.names for _ in range(5))
+
+
+def test_a_rollback_gives_the_failing_variants_weight_to_the_champion() -> None:
+    canary = parse_table(_body("weighted", _v("champion", 50), _v("challenger", 50), _v("next", 0, shadow=True)))
+    back = rolled_back_table(canary, "challenger", "champion", 8)
+    assert (back.mode, back.version) == ("shadow", 8)  # still mirrors to its shadow
+    assert [(v.name, v.weight, v.shadow) for v in back.variants] == [
+        ("champion", 100, False), ("challenger", 0, False), ("next", 0, True)]
+    three = parse_table(_body("weighted", _v("champion", 60), _v("a", 30), _v("b", 10)))
+    assert [v.weight for v in rolled_back_table(three, "a", "champion", 2).variants] == [90, 0, 10]
+    bandit = parse_table(_body("bandit", _v("champion", 50), _v("a", 50)))
+    assert rolled_back_table(bandit, "a", "champion", 2).mode == "single"
