@@ -3,6 +3,11 @@ process and docker runtimes start): one set of arguments, one validation, one st
 
 The two differ only in where the `serving:` settings come from: `mlgate serve --params FILE` reads
 params.yaml; `python -m mlgate.serving --config-json JSON` takes the section as JSON.
+
+MLGATE_LOG_URL, read here at the server's edge, replaces `serving.prediction_log.url`: a deployment
+keeps the shared log's URL (with its password) in a secret, not in params.yaml. It applies to settings
+a person gave (params.yaml, or none); a server started with `--config-json` by another process (the
+gates' and tests' runtimes) keeps the log its parent chose, so gate traffic never reaches the shared log.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mlgate.serving.routing.routes import RouteTable
     from mlgate.serving.settings import ServingConfig
+
+
+LOG_URL_ENV = "MLGATE_LOG_URL"
 
 
 class ServerUsageError(ValueError):
@@ -70,11 +78,21 @@ def refuse_unconsented_pickle(models: Mapping[str, str], config: ServingConfig) 
                 raise ServerUsageError(f"--model {name}={uri}: {exc}") from None
 
 
+def with_log_url(config: ServingConfig, environ: Mapping[str, str]) -> ServingConfig:
+    """`config` with the prediction log at $MLGATE_LOG_URL when that is set (and not empty)."""
+    url = environ.get(LOG_URL_ENV, "").strip()
+    if not url:
+        return config
+    return config.model_copy(update={"prediction_log": config.prediction_log.model_copy(update={"url": url})})
+
+
 def serve(args: argparse.Namespace, config: ServingConfig) -> None:
     """Validate the arguments (ServerUsageError), then run the server until it is stopped. MLflow's own
     pickle flag follows `serving.allow_pickle` for the whole process, models' own code included."""
     from mlgate.serving.pickle_guard import MLFLOW_FLAG
 
+    if getattr(args, "config_json", "{}") == "{}":  # settings from params.yaml or defaults, not a parent's
+        config = with_log_url(config, os.environ)
     models, routes = models_and_routes(args.model, args.routes)
     uris = {**models, **({v.name: v.model_uri for v in routes.variants} if routes is not None else {})}
     refuse_unconsented_pickle(uris, config)

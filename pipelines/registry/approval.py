@@ -21,6 +21,7 @@ from mlgate.pipelines.params import ApprovalsConfig
 from mlgate.pipelines.report.verdict import REPORT_MD, VERDICT_FILE, file_sha256, read_verdict
 
 APPROVAL_TAG_PREFIX = "mlgate.approval."
+REPORTS_ARTIFACT_PATH = "mlgate-reports"  # where `mlgate register` attaches the reports to the run
 REPORT_DIGEST_TAG = "mlgate.report_digest"
 STAGE_PATTERN = re.compile(r"[a-z0-9-]+")
 MAX_COMMENT_CHARS = 1000
@@ -108,19 +109,39 @@ def check_report(approved_digest: str, disk_digest: str, where: str) -> None:
                           f"{approved_digest[:12]} recorded): re-run the gates and register again before approving")
 
 
-def approve_version(ctx: RunContext, version: str, stage: str, approver: str, comment: str = "") -> Approval:
-    """Record `mlgate.approval.<stage>` on the version after checking the approver and the report."""
+def approve_version(ctx: RunContext, version: str, stage: str, approver: str, comment: str = "", *,
+                    registered_report: bool = False) -> Approval:
+    """Record `mlgate.approval.<stage>` on the version after checking the approver and the report: the one
+    on disk, or with `registered_report` the one attached to the version's run (for an approval given away
+    from the checkout that produced it, e.g. a rollout step approved in rollout-monitor.yml)."""
     check_stage(stage)
     name = check_approver(approver, allowed_approvers(ctx.params.approvals, ctx.base_dir))
     ref = _version(ctx, version)
     registered = ref.tags.get(REPORT_DIGEST_TAG)
     if not registered:
         raise GateRefused(f"{ref.uri} has no {REPORT_DIGEST_TAG} tag: it was not registered by `mlgate register`")
-    check_report(registered, report_digest_on_disk(ctx.base_dir), f"version {ref.version} was registered")
+    found = registered_report_digest(ctx.tracking_uri, ref) if registered_report else report_digest_on_disk(ctx.base_dir)
+    check_report(registered, found, f"version {ref.version} was registered")
     approval = Approval(stage, name, _now(), registered, comment[:MAX_COMMENT_CHARS])
     registry.set_version_tags(ctx.tracking_uri, ref.name, ref.version,
                               {APPROVAL_TAG_PREFIX + stage: approval.tag_value()})
     return approval
+
+
+def registered_report_digest(tracking_uri: str, ref: registry.ModelVersionRef) -> str:
+    """sha256 of the report.md `mlgate register` attached to the version's run (GateRefused when absent)."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    artifact = f"{REPORTS_ARTIFACT_PATH}/{REPORT_MD}"
+    with tempfile.TemporaryDirectory(prefix="mlgate-report-") as scratch:
+        try:
+            path = registry.client(tracking_uri).download_artifacts(str(ref.run_id), artifact, scratch)
+        except (MlflowException, OSError) as exc:
+            raise GateRefused(f"{ref.uri}: run {ref.run_id} has no {artifact} ({type(exc).__name__}); it was not "
+                              "registered by `mlgate register`") from None
+        return file_sha256(Path(path))
 
 
 def verify_candidate(ctx: RunContext, stage: str, approver: str) -> Approval:

@@ -6,6 +6,11 @@ models/candidate, the gated parameters and reports/report.md must all be the one
 training run's logged model when its files have the judged digest, else the directory logged to a new
 run (registry/model_source.py). The version is tagged with lineage and `mlgate.model_digest`, the
 reports are attached to the run, and the version gets alias `challenger` and `mlgate.stage=candidate`.
+
+In a pull request's approval job (ci.yml) the model directory is not on the runner, only the reports
+of the run that judged it: `from_training_run` registers the training run's logged model when its
+digest is the verdict's, and `set_challenger=False` leaves alias `challenger` alone, since the pull
+request is not merged yet (cd.yml finds the version by that digest after the merge).
 """
 
 from __future__ import annotations
@@ -19,9 +24,9 @@ from mlgate.pipelines import mlflow_io as registry
 from mlgate.pipelines.context import RunContext
 from mlgate.pipelines.errors import GateRefused
 from mlgate.pipelines.files import write_text_atomic
-from mlgate.pipelines.lineage import TAG_PREFIX, model_digest
-from mlgate.pipelines.registry.approval import REPORT_DIGEST_TAG
-from mlgate.pipelines.registry.model_source import judged_model_source
+from mlgate.pipelines.lineage import TAG_PREFIX, model_digest, model_uri_digest
+from mlgate.pipelines.registry.approval import REPORT_DIGEST_TAG, REPORTS_ARTIFACT_PATH
+from mlgate.pipelines.registry.model_source import ModelSource, judged_model_source, read_train_run
 from mlgate.pipelines.report.verdict import (
     REPORT_HTML,
     REPORT_MD,
@@ -32,7 +37,6 @@ from mlgate.pipelines.report.verdict import (
     read_verdict,
 )
 
-REPORTS_ARTIFACT_PATH = "mlgate-reports"
 REGISTRATION_FILE = "registration.json"
 MODEL_DIGEST_TAG = TAG_PREFIX + "model_digest"
 _LINEAGE_KEYS = ("git_sha", "git_dirty", "data_md5", "params_md5")
@@ -102,14 +106,20 @@ def existing_version(tracking_uri: str, name: str, record: VerdictRecord) -> reg
     return None
 
 
-def register_candidate(ctx: RunContext) -> Registration:
+def register_candidate(ctx: RunContext, *, from_training_run: bool = False,
+                       set_challenger: bool = True) -> Registration:
+    """Register the judged model (see the module docstring for the two sources and the alias)."""
     reports = ctx.base_dir / "reports"
     verdict_path = reports / VERDICT_FILE
     if not verdict_path.is_file():
         raise GateRefused(f"{verdict_path}: no verdict; run `dvc repro` (or `mlgate verdict`) before registering")
     record = read_verdict(verdict_path)
-    model_dir = ctx.path(ctx.params.train.model_dir)
-    digest = model_digest(model_dir) if model_dir.is_dir() else None
+    logged = _training_run_model(ctx) if from_training_run else None
+    if logged is not None:
+        digest = _digest_or_none(ctx.tracking_uri, logged.model_uri)
+    else:
+        model_dir = ctx.path(ctx.params.train.model_dir)
+        digest = model_digest(model_dir) if model_dir.is_dir() else None
     report = reports / REPORT_MD
     check_registrable(record, digest, gated_params_md5(ctx.params), file_sha256(report) if report.is_file() else "")
     assert digest is not None  # check_registrable refuses a missing model
@@ -117,19 +127,39 @@ def register_candidate(ctx: RunContext) -> Registration:
     ref = existing_version(ctx.tracking_uri, name, record)
     created, logged_now = ref is None, False
     if ref is None:
-        source = judged_model_source(ctx, digest)
+        source = logged or judged_model_source(ctx, digest)
         ref = registry.register_version(ctx.tracking_uri, name, source.model_uri, version_tags(source.lineage, record))
         run_id, logged_now = source.run_id, source.logged_now
     else:
         run_id = str(ref.run_id)
     artifacts = attach_reports(ctx.tracking_uri, run_id, reports)
-    registry.set_alias(ctx.tracking_uri, name, registry.CHALLENGER, ref.version)
-    _write_registration(reports / REGISTRATION_FILE, ref, run_id)
+    if set_challenger:
+        registry.set_alias(ctx.tracking_uri, name, registry.CHALLENGER, ref.version)
+    _write_registration(reports / REGISTRATION_FILE, ref, run_id, registry.CHALLENGER if set_challenger else None)
     return Registration(registry.get_version(ctx.tracking_uri, name, ref.version), created, artifacts, logged_now)
 
 
-def _write_registration(path: Path, ref: registry.ModelVersionRef, run_id: str) -> None:
+def _training_run_model(ctx: RunContext) -> ModelSource:
+    """The model `mlgate train` logged (reports/train_run.json), for a runner without the model directory."""
+    path = ctx.path("reports/train_run.json")
+    run = read_train_run(path, ctx.tracking_uri)
+    if run is None:
+        raise GateRefused(f"{path}: no training record; registering from the training run needs the reports "
+                          "of the run that trained and judged the model (ci.yml uploads them as mlgate-reports)")
+    return ModelSource(run["run_id"], run["model_uri"], dict(run.get("tags") or {}), False)
+
+
+def _digest_or_none(tracking_uri: str, model_uri: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return model_uri_digest(tracking_uri, model_uri)
+    except (MlflowException, OSError):
+        return None  # refused by check_registrable: not the judged model
+
+
+def _write_registration(path: Path, ref: registry.ModelVersionRef, run_id: str, alias: str | None) -> None:
     """reports/registration.json: the version for CD's next steps (`jq -r .version`)."""
-    payload = {"name": ref.name, "version": ref.version, "uri": ref.uri, "run_id": run_id,
-               "alias": registry.CHALLENGER}
+    payload = {"name": ref.name, "version": ref.version, "uri": ref.uri, "run_id": run_id, "alias": alias,
+               "model_digest": ref.tags.get(MODEL_DIGEST_TAG)}
     write_text_atomic(path, json.dumps(payload, indent=2) + "\n")

@@ -9,6 +9,7 @@ import pytest
 from mlgate.gates.config import CanaryConfig
 from mlgate.gates.online import AnalysisOutcome as O
 from mlgate.pipelines.rollout.backend import ModelSpec, route_table, split_of
+from mlgate.pipelines.rollout.monitor import NOTICE_EVENT, already_told, notice_for, outputs
 from mlgate.pipelines.rollout.state import (
     Position,
     RolloutState,
@@ -108,3 +109,43 @@ def test_route_tables_for_each_position_read_back_as_the_same_split():
         {"name": "champion", "model_uri": "models:/churn/2", "weight": 100, "shadow": False}]}
     with pytest.raises(ValueError):
         route_table(champ, chall, 101, False)
+
+
+def paused(state: RolloutState, at: Position, outcome=O.SUCCESSFUL, elapsed_s: float = 1) -> RolloutState:
+    """`state` moved to `at` (as its own transition) and looked at once with `outcome`."""
+    state = replace(state, position=at, seq=state.seq + 1)
+    planned = plan(state, outcome, {"reason": "look"}, elapsed_s=elapsed_s, limit_s=60, approved=False, now=200)
+    return replace(state, status=planned.status, reason=planned.reason)
+
+
+def test_the_monitor_tells_about_a_rollback_an_approval_or_a_pause_and_nothing_else():
+    state = started()
+    assert notice_for(state) is None  # shadowing, collecting
+    first_step = paused(replace(state, approval_before=(10, 100)), Position("shadow", shadow=True))
+    approval = notice_for(first_step)
+    assert (approval.kind, approval.stage, approval.environment) == ("approval", "canary-10", "canary")
+    last_step = paused(state, Position("canary", 1, 50))
+    assert (notice_for(last_step).stage, notice_for(last_step).environment) == ("canary-100", "production")
+    promotion = paused(state, Position("canary", 2, 100))
+    assert (notice_for(promotion).stage, notice_for(promotion).environment) == ("production", "production")
+    stuck = notice_for(paused(state, Position("canary", 0, 10), O.INCONCLUSIVE, elapsed_s=61))
+    assert stuck.kind == "paused" and stuck.stage is None and "inconclusive after 61 s" in stuck.message
+    rolled = replace(state, position=Position("rolled_back"), status="done", reason="accuracy fell")
+    assert notice_for(rolled).kind == "rolled_back" and "accuracy fell" in notice_for(rolled).message
+    assert notice_for(replace(state, position=Position("production", weight=100), status="done")) is None
+    pending = plan(state, O.FAILED, {"reason": "bad"}, elapsed_s=1, limit_s=60, approved=False, now=101).transition
+    assert notice_for(record_intent(rolled, pending, 101)) is None  # told once it is applied, not before
+
+
+def test_a_notice_is_told_once_per_step_it_is_about():
+    state = started()
+    at_50 = paused(state, Position("canary", 1, 50))
+    notice = notice_for(at_50)
+    told = [{"kind": NOTICE_EVENT, "notice": notice.key}]
+    assert not already_told([], notice) and already_told(told, notice)
+    assert not already_told([{"kind": "pause", "notice": notice.key}], notice)
+    again_later = paused(at_50, Position("canary", 1, 50))  # the same wait after another transition
+    assert not already_told(told, notice_for(again_later))
+    assert outputs(at_50, notice) == {"state": "paused", "version": "3", "notice": "approval",
+                                      "approval_needed": "canary-100", "environment": "production"}
+    assert outputs(at_50, None)["approval_needed"] == "" and outputs(None, None)["state"] == "none"

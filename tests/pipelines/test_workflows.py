@@ -9,6 +9,7 @@ files are the templates rendered with REPO_VALUES plus REPO_EXTRAS, nothing else
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -53,12 +54,14 @@ PINNED_MLGATE = re.compile(r"mlgate==[0-9][0-9A-Za-z.+!-]*")
 SEPARATORS = frozenset({";", "&&", "||", "|", "&", "\n", "(", ")", "|&", ";;"})
 SUBSTITUTION = "__substitution__"
 ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
-# Subcommands that a later issue adds (DESIGN §8); until they exist their arguments cannot be checked.
-PENDING_SUBCOMMANDS = frozenset({"rollout"})
 # Which secret a step may receive, by what its script runs.
 SECRET_USERS = {"MLFLOW_TRACKING_URI": ("mlgate ", "dvc repro", "$MLFLOW_TRACKING_URI"),
                 "MLGATE_ENDPOINT": ("mlgate rollout",), "MLGATE_ADMIN_TOKEN": ("mlgate rollout",),
-                "DVC_REMOTE_URL": ("$DVC_REMOTE_URL",)}
+                "MLGATE_LOG_URL": ("mlgate rollout",), "DVC_REMOTE_URL": ("$DVC_REMOTE_URL",)}
+# Which `mlgate rollout` actions change the server's routes, and which also read the prediction log.
+ROUTE_CHANGING = re.compile(r"mlgate rollout (start|step|monitor|run|promote|abort)\b")
+LOG_READING = re.compile(r"mlgate rollout (step|monitor|run)\b")
+REDIRECTIONS = frozenset({">", ">>", "<", "2>", "&>"})
 SECRET_REF = re.compile(r"^\$\{\{ secrets\.([A-Z_]+) \}\}$")
 
 
@@ -240,20 +243,33 @@ def test_inline_expressions_are_found():
 def invalid_invocations(workflow: dict) -> list[str]:
     """`make` targets the Makefile lacks and `mlgate` command lines its parser rejects."""
     parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - the registered subcommands
     targets = set(re.findall(r"^([A-Za-z][\w-]*):", (REPO / "Makefile").read_text(), re.MULTILINE))
     problems = []
     for label, script in run_steps(workflow):
         for command in shell_commands(script):
-            words = [re.sub(r"\$\w+|\$\{\w+\}", "1", w) for w in command if not ASSIGNMENT.match(w)]
+            words = [re.sub(r"\$\w+|\$\{\w+\}", "1", w) for w in without_redirections(command)
+                     if not ASSIGNMENT.match(w)]
             if words[0] == "make" and not set(words[1:]) <= targets:
                 problems.append(f"{label}: {' '.join(words)}")
-            if words[0] == "mlgate" and (words[1] in commands or words[1] not in PENDING_SUBCOMMANDS):
+            if words[0] == "mlgate":
                 try:
                     parser.parse_args(words[1:])
                 except SystemExit:
                     problems.append(f"{label}: {' '.join(words)}")
     return problems
+
+
+def without_redirections(command: list[str]) -> list[str]:
+    """The command's own words: a redirection operator and its target are the shell's."""
+    words, skip = [], False
+    for word in command:
+        if skip:
+            skip = False
+        elif word in REDIRECTIONS:
+            skip = True
+        else:
+            words.append(word)
+    return words
 
 
 @pytest.mark.parametrize(("read", "name"), ALL)
@@ -262,9 +278,11 @@ def test_mlgate_and_make_commands_in_workflows_exist_with_valid_arguments(read, 
 
 
 def test_invalid_invocations_are_found(capsys):
-    steps = [{"run": "make tset"}, {"run": "mlgate register --bogus"}, {"run": "mlgate verdict\nmake test"}]
-    assert invalid_invocations({"jobs": {"j": {"steps": steps}}}) == ["j/make tset: make tset",
-                                                                      "j/mlgate register --bogus: mlgate register --bogus"]
+    steps = [{"run": "make tset"}, {"run": "mlgate register --bogus"}, {"run": "mlgate verdict\nmake test"},
+             {"run": 'mlgate rollout status >> "$GITHUB_STEP_SUMMARY"'}, {"run": "mlgate rollout monitr > out"}]
+    assert invalid_invocations({"jobs": {"j": {"steps": steps}}}) == [
+        "j/make tset: make tset", "j/mlgate register --bogus: mlgate register --bogus",
+        "j/mlgate rollout monitr > out: mlgate rollout monitr"]
 
 
 # --- templates and this repository's copies -----------------------------------------------------
@@ -334,12 +352,14 @@ def test_checkouts_keep_no_credentials(read, name):
 
 def needed_permissions(job: dict) -> dict[str, str]:
     """The GITHUB_TOKEN scopes a job's steps use: the repository (checkout), PR comments, the PR of a
-    commit, run lists and approval histories. Artifacts of the same run need none."""
+    commit, run lists, approval histories and another run's artifacts. Artifacts of the same run need none."""
     scripts, uses = job_scripts(job), [step.get("uses", "") for step in job.get("steps", [])]
     needed = {}
     if any(u.startswith("actions/checkout@") for u in uses):
         needed["contents"] = "read"
-    if "/approvals" in scripts or "gh run list" in scripts:
+    other_runs = any(step.get("uses", "").startswith("actions/download-artifact@") and "run-id" in step.get("with", {})
+                     for step in job.get("steps", []))
+    if "/approvals" in scripts or "gh run list" in scripts or other_runs:
         needed["actions"] = "read"
     if "/pulls" in scripts:
         needed["pull-requests"] = "read"
@@ -411,7 +431,11 @@ def test_every_step_that_needs_a_secret_gets_it(read, name):
     for job_id, _, step in steps_of(read(name)):
         script, env = step.get("run", ""), step.get("env", {})
         if "mlgate rollout" in script:
-            assert {"MLFLOW_TRACKING_URI", "MLGATE_ENDPOINT", "MLGATE_ADMIN_TOKEN"} <= set(env), f"{job_id}/{step['name']}"
+            assert "MLFLOW_TRACKING_URI" in env, f"{job_id}/{step['name']}"
+        if ROUTE_CHANGING.search(script):
+            assert {"MLGATE_ENDPOINT", "MLGATE_ADMIN_TOKEN"} <= set(env), f"{job_id}/{step['name']}"
+        if LOG_READING.search(script):
+            assert "MLGATE_LOG_URL" in env, f"{job_id}/{step['name']}"
         if re.search(r"dvc repro|mlgate (register|approve --version)", script):
             assert "MLFLOW_TRACKING_URI" in env, f"{job_id}/{step['name']}"
 
@@ -503,22 +527,82 @@ def test_this_repository_also_runs_its_tests_and_its_linter():
     assert "needs" not in ci["jobs"]["test"] and "if" not in ci["jobs"]["test"]  # never skipped: can be required
 
 
-# --- cd.yml and rollout-monitor.yml ---------------------------------------------------------------
+# --- release: ci.yml's approval, cd.yml and rollout-monitor.yml ---------------------------------
 
-def test_cd_registers_pushes_and_rolls_out_behind_approvals():
+def test_the_approval_job_registers_the_judged_model_and_records_the_approval_on_it():
+    job = rendered("ci.yml")["jobs"]["approve-model"]
+    runs = [step.get("run", "") for step in job["steps"]]
+    dry, register = runs.index(next(r for r in runs if "mlgate approve --dry-run" in r)), \
+        runs.index("mlgate register --from-training-run --no-alias")
+    approve = runs.index(next(r for r in runs if "mlgate approve --version" in r))
+    assert dry < register < approve and "--stage candidate" in runs[approve]
+    assert 'jq -r .version reports/registration.json' in job_scripts(job)
+
+
+def test_only_the_merged_code_pushes_to_the_dvc_remote():
+    steps = rendered("ci.yml")["jobs"]["gates"]["steps"]
+    dvc = [s for s in steps if "DVC_REMOTE_URL" in s.get("env", {}) or s.get("run") == "dvc push"]
+    assert len(dvc) == 2 and all(s["if"] == "github.event_name == 'push'" for s in dvc)
+
+
+def test_cd_rolls_out_the_approved_model_by_digest_without_training_again():
+    """cd.yml re-ran `dvc repro --force` and recorded the PR reviewer's approval on a model they never
+    saw; it now starts the rollout of the version the PR registered, found by its digest, and leaves."""
     cd = rendered("cd.yml")
     assert cd[True]["push"]["branches"] == ["main"] and "workflow_dispatch" in cd[True]
-    monitor = rendered("rollout-monitor.yml")
     assert cd["concurrency"]["group"].startswith("mlgate-rollout-") and cd["concurrency"]["cancel-in-progress"] is False
-    assert monitor["concurrency"]["group"] != cd["concurrency"]["group"]  # a scheduled look never displaces a merge
-    scripts = {job: job_scripts(spec) for job, spec in cd["jobs"].items()}
-    assert "mlgate register" in scripts["register"] and "dvc push" in scripts["register"]
-    assert scripts["register"].index("mlgate register") < scripts["register"].index("dvc push")
-    assert cd["jobs"]["canary"]["environment"] == "canary" and "mlgate rollout start" in scripts["canary"]
-    assert cd["jobs"]["production"]["environment"] == "production"
-    assert "mlgate rollout promote" in scripts["production"]
-    assert "--stage production" in scripts["production"] and "--stage canary" in scripts["canary"]
-    assert "mlgate rollout step" in job_scripts(monitor["jobs"]["step"])
+    assert list(cd["jobs"]) == ["start"]
+    job = cd["jobs"]["start"]
+    scripts = job_scripts(job)
+    assert not re.search(r"dvc (repro|push)|mlgate (register|train|rollout run)|mlgate approve", scripts)
+    assert job["timeout-minutes"] <= 20 and "environment" not in job
+    download = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/download-artifact"))
+    assert download["with"]["run-id"] == "${{ steps.ci-run.outputs.id }}" and download["with"]["name"] == "mlgate-reports"
+    assert "gh run list" in scripts and "--event pull_request --status success" in scripts
+    start = next(s for s in job["steps"] if "mlgate rollout start" in s.get("run", ""))
+    assert start["run"] == 'mlgate rollout start --digest "$DIGEST" --approved-as candidate'
+    assert start["env"]["DIGEST"] == "${{ steps.judged.outputs.digest }}"
+
+
+@pytest.mark.skipif(shutil.which("jq") is None or shutil.which("bash") is None, reason="needs bash and jq")
+def test_the_digest_cd_rolls_out_is_the_one_the_verdict_names(tmp_path):
+    step = next(s for s in rendered("cd.yml")["jobs"]["start"]["steps"] if s.get("id") == "judged")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "verdict.json").write_text('{"status": "PASS", "model": {"digest": "ab12"}}')
+    env = {"PATH": os.environ["PATH"], "GITHUB_OUTPUT": str(tmp_path / "out")}
+    subprocess.run(["bash", "-e", "-c", step["run"]], cwd=tmp_path, env=env, check=True)
+    assert (tmp_path / "out").read_text() == "digest=ab12\n"
+
+
+def test_the_monitor_steps_on_a_schedule_and_starts_the_approval_job_it_asks_for():
+    from mlgate.pipelines.rollout.monitor import outputs
+
+    monitor, cd = rendered("rollout-monitor.yml"), rendered("cd.yml")
+    assert monitor[True]["schedule"] and monitor[True]["workflow_dispatch"]["inputs"]["repeat"]["type"] == "boolean"
+    look = monitor["jobs"]["monitor"]
+    assert look["concurrency"]["group"] != cd["concurrency"]["group"]  # a scheduled look never displaces a merge
+    assert "concurrency" not in monitor  # at job level: a waiting approval never holds back the next looks
+    runs = {step["id"]: step["run"] for step in look["steps"] if step.get("id", "").startswith("look")}
+    assert runs == {"look": "mlgate rollout monitor", "look-again": "mlgate rollout monitor --repeat"}
+    assert look["timeout-minutes"] <= 20
+    read = set(re.findall(r"steps\.look(?:-again)?\.outputs\.(\w+)", json.dumps(look["outputs"])))
+    assert read == {"version", "approval_needed", "environment"} and read <= set(outputs(None, None))
+    approve = monitor["jobs"]["approve"]
+    assert approve["needs"] == "monitor" and "needs.monitor.outputs.approval_needed != ''" in approve["if"]
+    assert "!cancelled()" in approve["if"]  # the look exits 1 when it asks: the approval job runs anyway
+    assert approve["environment"] == "${{ needs.monitor.outputs.environment }}"
+    scripts = job_scripts(approve)
+    assert "actions/runs/$GITHUB_RUN_ID/approvals" in scripts and "$ENV.ENVIRONMENT" in scripts
+    record = next(s for s in approve["steps"] if "mlgate approve" in s.get("run", ""))
+    assert '--stage "$STAGE"' in record["run"] and "--registered-report" in record["run"]
+    assert record["env"]["STAGE"] == "${{ needs.monitor.outputs.approval_needed }}"
+
+
+def test_nothing_waits_in_a_long_running_job_to_roll_out():
+    for name in ("cd.yml", "rollout-monitor.yml"):
+        for job_id, job in rendered(name)["jobs"].items():
+            assert job["timeout-minutes"] <= 20, f"{name} {job_id}"
+            assert "mlgate rollout run" not in job_scripts(job), f"{name} {job_id}"
 
 
 # --- the schema GitHub applies -------------------------------------------------------------------

@@ -20,6 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     reg = sub.add_parser("register", help="register the candidate that passed the gates (alias challenger)")
     add_params_argument(reg)
     add_tracking_argument(reg)
+    reg.add_argument("--from-training-run", action="store_true",
+                     help="register the model the training run logged (reports/train_run.json) when its digest is "
+                          "the verdict's, without train.model_dir on this machine (ci.yml's approval job)")
+    reg.add_argument("--no-alias", action="store_true",
+                     help="do not move alias challenger (a pull request's model: cd.yml finds it by digest)")
     reg.set_defaults(handler=register_command)
 
     approve = sub.add_parser("approve", help="record an allowed approver's approval of a version for a stage")
@@ -31,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     approve.add_argument("--comment", default="", help="free text kept with the approval")
     approve.add_argument("--dry-run", action="store_true",
                          help="check the approver and reports/report.md against reports/verdict.json; record nothing")
+    approve.add_argument("--registered-report", action="store_true",
+                         help="approve the report registered with the version (checked in MLflow) instead of "
+                              "reports/report.md on disk (rollout-monitor.yml's approval job has no reports)")
     approve.set_defaults(handler=approve_command)
 
     approvals = sub.add_parser("approvals", help="list the approvals recorded on a version")
@@ -64,13 +72,14 @@ def register_command(args: argparse.Namespace) -> int:
     from mlgate.pipelines.registry.registration import register_candidate
 
     ctx = RunContext.load(args.params, args.tracking_uri)
-    outcome = register_candidate(ctx)
+    outcome = register_candidate(ctx, from_training_run=args.from_training_run, set_challenger=not args.no_alias)
     ref = outcome.version
     verb = "registered" if outcome.created else "already registered as"
     if outcome.logged_now:
         console.info(f"register: the judged {ctx.params.train.model_dir} is not the training run's model; "
                      f"logged it unchanged to run {ref.run_id}")
-    console.info(f"register: {verb} {ref.name} version {ref.version} ({ref.uri}), alias challenger, "
+    alias = "no alias" if args.no_alias else "alias challenger"
+    console.info(f"register: {verb} {ref.name} version {ref.version} ({ref.uri}), {alias}, "
                  f"verdict {ref.tags.get('mlgate.verdict')}, model digest {ref.tags.get('mlgate.model_digest')}, "
                  f"run {ref.run_id}")
     console.info(f"register: attached {len(outcome.artifacts)} report files to the run; wrote reports/registration.json")
@@ -82,6 +91,8 @@ def approve_command(args: argparse.Namespace) -> int:
     from mlgate.pipelines.registry.approval import approve_version, verify_candidate
 
     ctx = RunContext.load(args.params, args.tracking_uri)
+    if args.dry_run and args.registered_report:
+        raise UsageError("mlgate approve: --registered-report needs a registered --version, not --dry-run")
     if args.dry_run:
         approval = verify_candidate(ctx, args.stage, args.approver)
         console.info(f"approve: {approval.approver} may approve stage {approval.stage} of the candidate "
@@ -89,7 +100,8 @@ def approve_command(args: argparse.Namespace) -> int:
         return int(ExitCode.OK)
     if not args.version:
         raise UsageError("mlgate approve: --version is required (or --dry-run for an unregistered candidate)")
-    approval = approve_version(ctx, args.version, args.stage, args.approver, args.comment)
+    approval = approve_version(ctx, args.version, args.stage, args.approver, args.comment,
+                               registered_report=args.registered_report)
     console.info(f"approve: {ctx.params.model.name} version {args.version} approved for {approval.stage} by "
                  f"{approval.approver} at {approval.time} (report sha256 {approval.report_digest[:12]})")
     return int(ExitCode.OK)

@@ -1,10 +1,13 @@
-"""`mlgate rollout start|status|step|run|promote|abort|unlock|report` and `mlgate replay`.
+"""`mlgate rollout start|status|step|monitor|run|promote|abort|unlock|report` and `mlgate replay`.
 
 The environment is read here, at the edge: MLGATE_ADMIN_TOKEN (the server's route-changing token),
-MLGATE_ENDPOINT (the server, instead of rollout.endpoint),
-MLGATE_ROLLOUT_KILL_AT (test hook: die at a write-ahead point, as a crash would) and the actor's name
-(GITHUB_ACTOR, else USER) for manual decisions. Exit codes: 0 running, paused or promoted; 1 rolled back
-or refused; 2 bad usage; 3 the server or MLflow failed (retry the step).
+MLGATE_ENDPOINT (the server, instead of rollout.endpoint), MLGATE_LOG_URL (the prediction log, instead
+of rollout.prediction_log_url and serving's), MLGATE_ROLLOUT_KILL_AT (test hook: die at a write-ahead
+point, as a crash would), the actor's name (GITHUB_ACTOR, else USER) for manual decisions, and for
+`monitor` GITHUB_OUTPUT (step outputs) and the run's URL (GITHUB_SERVER_URL, GITHUB_REPOSITORY,
+GITHUB_RUN_ID). Exit codes: 0 running, paused or promoted; 1 rolled back or refused; 2 bad usage; 3 the
+server or MLflow failed (retry the step). `monitor` differs: 1 only once per thing the team must hear
+(rolled back, awaiting an approval, paused), else 0 (pipelines/rollout/monitor.py).
 """
 
 from __future__ import annotations
@@ -13,13 +16,17 @@ import argparse
 import json
 import os
 import uuid
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from mlgate.gates.result import ExitCode
 from mlgate.pipelines import console
+from mlgate.pipelines.errors import UsageError
 
 if TYPE_CHECKING:
     from mlgate.pipelines.context import RunContext
+    from mlgate.pipelines.rollout.controller import RolloutController, StepReport
+    from mlgate.pipelines.rollout.monitor import Notice
 
 
 
@@ -30,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add(actions, "start", "start shadowing the challenger (alias challenger, or --version)", _start)
     _add(actions, "status", "show the rollout's state and last analysis", _status)
     _add(actions, "step", "one look at live data; apply what it decides (safe to schedule)", _step)
+    _add(actions, "monitor", "a scheduled step: exit 1 once when the team must act (rolled back, approval, "
+         "paused), else 0", _monitor)
     _add(actions, "run", "step every rollout.poll_interval_s until promoted, rolled back or paused", _run)
     _add(actions, "promote", "promote the challenger now (aliases moved in one step)", _promote)
     _add(actions, "abort", "roll back now: challenger weight 0, champion kept, reason recorded", _abort)
@@ -52,9 +61,18 @@ def _add(actions: argparse._SubParsersAction, name: str, text: str, handler) -> 
     parser = actions.add_parser(name, help=text)
     _common(parser)
     add_tracking_argument(parser)
-    parser.add_argument("--log-url", help="prediction log URL (default: rollout.prediction_log_url or serving's)")
+    parser.add_argument("--log-url", help="prediction log URL (default: $MLGATE_LOG_URL, else "
+                        "rollout.prediction_log_url, else serving.prediction_log.url)")
     if name == "start":
-        parser.add_argument("--version", help="version to roll out (default: alias challenger)")
+        which = parser.add_mutually_exclusive_group()
+        which.add_argument("--version", help="version to roll out (default: alias challenger)")
+        which.add_argument("--digest", help="roll out the registered version of this model digest (the judged "
+                           "model's, reports/verdict.json .model.digest); refused unless its verdict passed")
+        parser.add_argument("--approved-as", metavar="STAGE",
+                            help="with --digest: refuse unless the version has an approval of STAGE (e.g. candidate)")
+    if name == "monitor":
+        parser.add_argument("--repeat", action="store_true",
+                            help="report what needs the team even if it was reported already (ask again)")
     if name in ("promote", "abort"):
         parser.add_argument("--actor", default=os.environ.get("GITHUB_ACTOR") or os.environ.get("USER") or "operator")
         parser.add_argument("--reason", required=name == "abort", default="manual promotion", help="why, in words")
@@ -80,23 +98,40 @@ def _setup(args: argparse.Namespace, command: str):
     from mlgate.pipelines.context import RunContext
     from mlgate.pipelines.rollout.lock import RolloutLock
     from mlgate.pipelines.rollout.wiring import RolloutSettings, build_controller
+    from mlgate.serving.entry import LOG_URL_ENV
 
     ctx = RunContext.load(args.params, args.tracking_uri)
     endpoint = args.endpoint or os.environ.get("MLGATE_ENDPOINT")
+    log_url = args.log_url or os.environ.get(LOG_URL_ENV, "").strip() or None
     settings = RolloutSettings.from_context(ctx, endpoint=endpoint, admin_token=os.environ.get("MLGATE_ADMIN_TOKEN"),
-                                            log_url=args.log_url, kill_at=os.environ.get("MLGATE_ROLLOUT_KILL_AT"))
+                                            log_url=log_url, kill_at=os.environ.get("MLGATE_ROLLOUT_KILL_AT"))
     lock = RolloutLock(ctx.tracking_uri, ctx.params.model.name, f"mlgate rollout {command}",
                        ttl_s=ctx.params.rollout.lock_ttl_s, on_takeover=console.info)
     return ctx, build_controller(ctx, settings), lock
 
 
 def _start(args: argparse.Namespace) -> int:
-    from mlgate.pipelines.rollout.wiring import rollout_versions
+    from mlgate.pipelines import mlflow_io as registry
+    from mlgate.pipelines.rollout.wiring import rollout_versions, version_by_digest
 
+    if args.approved_as and args.digest is None:
+        raise UsageError("--approved-as goes with --digest")
     ctx, controller, lock = _setup(args, "start")
-    version, champion = rollout_versions(ctx, args.version)
+    wanted = args.version
+    if args.digest is not None:
+        match = version_by_digest(ctx, args.digest, args.approved_as)
+        if match.is_champion:
+            console.info(f"rollout: version {match.version}, the champion, is the model of digest "
+                         f"{args.digest.strip()[:12]}; nothing to roll out")
+            return int(ExitCode.OK)
+        approved = f", approved as {args.approved_as} by {match.approval['approver']}" if match.approval else ""
+        console.info(f"rollout: digest {args.digest.strip()[:12]} is version {match.version}{approved}")
+        wanted = match.version
+    version, champion = rollout_versions(ctx, wanted)
     with lock:
         report = controller.start(version, champion, ctx.params.rollout.canary, uuid.uuid4().hex[:12])
+        if args.digest is not None and report.action == "started":  # the version is now in rollout
+            registry.set_alias(ctx.tracking_uri, ctx.params.model.name, registry.CHALLENGER, version)
     return _show(ctx, report)
 
 
@@ -105,6 +140,59 @@ def _step(args: argparse.Namespace) -> int:
     with lock:
         report = controller.step()
     return _show(ctx, report)
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    """One scheduled look: step the rollout if there is one, then exit 1 only for news the team has not
+    been told (recorded as a notice in the timeline), writing GitHub step outputs when asked."""
+    from mlgate.pipelines.rollout.lock import LockHeld
+    from mlgate.pipelines.rollout.monitor import outputs
+
+    if _current(args)[2] is None:
+        _write_outputs(outputs(None, None))
+        return int(ExitCode.OK)  # nothing to do
+    ctx, controller, lock = _setup(args, "monitor")
+    try:
+        with lock:
+            report, notice = _look_and_tell(controller, args.repeat)
+    except LockHeld as exc:
+        console.info(f"rollout monitor: {exc}; that controller takes this look")
+        return int(ExitCode.OK)
+    _show(ctx, report, quiet=True)
+    _write_outputs(outputs(report.state, notice))
+    if notice is None:
+        return int(ExitCode.OK)
+    console.error(f"rollout monitor: {notice.message}")
+    if notice.stage:
+        console.info(f"rollout monitor: approve with: mlgate approve --version {report.state.version} --stage "
+                     f"{notice.stage} --approver NAME (GitHub environment {notice.environment})")
+    return int(ExitCode.GATE_FAILED)
+
+
+def _look_and_tell(controller: RolloutController, repeat: bool) -> tuple[StepReport, Notice | None]:
+    """(the step's report, the notice recorded now or None); call under the rollout lock."""
+    from mlgate.pipelines.rollout.monitor import already_told, notice_for, record_notice
+
+    report = controller.step()
+    console.info(f"rollout: {report.action}: {report.message}")
+    notice = notice_for(report.state)
+    if notice is None or (not repeat and already_told(controller.store.events(report.state), notice)):
+        return report, None
+    return replace(report, state=record_notice(controller.store, report.state, notice, _run_url())), notice
+
+
+def _write_outputs(values: dict[str, str]) -> None:
+    """`key=value` lines appended to $GITHUB_OUTPUT when it is set (a GitHub Actions step)."""
+    path = os.environ.get("GITHUB_OUTPUT")
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.writelines(f"{key}={value}\n" for key, value in values.items())
+
+
+def _run_url() -> str | None:
+    """The GitHub Actions run that told the team, for the timeline."""
+    parts = [os.environ.get(k) for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")]
+    return f"{parts[0]}/{parts[1]}/actions/runs/{parts[2]}" if all(parts) else None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -150,14 +238,17 @@ def _broken(record) -> None:
 
 def _current(args: argparse.Namespace):
     """(context, store, state) of the model's rollout; state None (after saying so) when it has none."""
+    from mlgate.pipelines import mlflow_io as registry
     from mlgate.pipelines.context import RunContext
     from mlgate.pipelines.rollout.store import RolloutStore
 
     ctx = RunContext.load(args.params, args.tracking_uri)
     store = RolloutStore(ctx.tracking_uri, ctx.params.model.name)
-    state = store.current()
+    registered = registry.registered_model_tags(ctx.tracking_uri, ctx.params.model.name) is not None
+    state = store.current() if registered else None
     if state is None:
-        console.info(f"rollout: model {ctx.params.model.name} has no rollout yet")
+        console.info(f"rollout: model {ctx.params.model.name} has no rollout yet"
+                     + ("" if registered else " (not registered either)"))
     return ctx, store, state
 
 

@@ -1,7 +1,8 @@
 """`mlgate serve`: run the model server for one or more MLflow model URIs on uvicorn.
 
 The arguments and their checks are the server's own (mlgate.serving.entry), shared with
-`python -m mlgate.serving`; the settings come from params.yaml's `serving:` section.
+`python -m mlgate.serving`; the settings come from params.yaml's `serving:` section, with the prediction
+log at $MLGATE_LOG_URL when that is set (read by mlgate.serving.entry.serve, the server's edge).
 """
 
 from __future__ import annotations
