@@ -3,11 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DATASETS_DIR ?= /tmp/mlgate-public-datasets
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export GIT_PYTHON_REFRESH := quiet
 
-.PHONY: install demo test bench lint wheel clean
+.PHONY: install demo test bench datasets lint wheel clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,11 @@ test: install
 
 bench: install
 	$(BIN)/python -m benchmarks
+
+# Three public data sets (binary, multiclass, regression) from `mlgate init` through `mlgate demo`, each in
+# its own new repository under $(DATASETS_DIR) (about 15 minutes; see examples/public_datasets/README.md).
+datasets: install
+	$(BIN)/python examples/public_datasets/run.py --out $(DATASETS_DIR)
 
 wheel: install
 	rm -rf build dist/mlgate-*.whl
