@@ -18,6 +18,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("pyproject.toml", "README.md", "mlgate", "gates", "pipelines", "serving")
@@ -95,6 +96,9 @@ def test_init_then_dvc_repro_in_a_new_repository_decides_every_gate(installed: P
     assert init.returncode == 0, init.stdout + init.stderr
     workflow = (repo / ".github" / "workflows" / "ci.yml").read_text()
     assert f'mlgate=={version("mlgate")}' in workflow
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["gates"]["latency"].update(rounds=4, round_s=0.6, warmup_s=0.2, min_samples=40)  # as make test's datasets
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     repro = _run(installed, ["dvc", "repro"], repo, timeout=1500)
     results = {p.stem: json.loads(p.read_text()) for p in (repo / "reports" / "gates").glob("*.json")}
     assert set(results) == {"data", "quality", "edge_cases", "latency"}, repro.stdout[-3000:] + repro.stderr[-3000:]

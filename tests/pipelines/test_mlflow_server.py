@@ -109,7 +109,7 @@ def test_train_verdict_register_approve_against_a_tracking_server(
         assert code == 0, out
     code, out = run_cli("register", *params, capsys=capsys)
     assert code == 0, out
-    version = out.strip().splitlines()[-1]
+    version = json.loads((project.root / "reports" / "registration.json").read_text())["version"]
     code, out = run_cli("approve", *params, "--version", version, "--stage", "production",
                         "--approver", "ml-lead", "--comment", "server test", capsys=capsys)
     assert code == 0, out
