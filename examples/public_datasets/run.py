@@ -9,8 +9,8 @@ rollout of the candidate and of a degraded copy) or, with --offline-only, `dvc r
     python examples/public_datasets/run.py --rows 300 --offline-only --only penguins
 
 Writes <out>/summary.json (per data set: commands, exit codes, seconds, gate statuses, the checks
-that were ERROR) and prints a table. Exit 0 only when every data set's every stage decided (no gate
-ERROR) and, for full runs, `mlgate demo` made both of its decisions right.
+that were ERROR or FAIL) and prints a line per data set. Exit 0 only when every data set was right
+(`passed`: every gate decided, and the demo's decisions right or the candidate stopped offline).
 """
 
 from __future__ import annotations
@@ -121,21 +121,30 @@ def _outcome(repo: Path) -> dict[str, Any]:
     """Each gate's status and its ERROR checks, from the reports the stages wrote."""
     gates: dict[str, str] = {}
     errors: list[str] = []
+    failed: list[str] = []
     for report in sorted((repo / "reports" / "gates").glob("*.json")):
         result = json.loads(report.read_text(encoding="utf-8"))
         gates[result["gate"]] = result["status"]
-        errors += [f"{result['gate']}: {c['name']}: {c['message']}" for c in result.get("checks", [])
-                   if c.get("status") == "ERROR"]
+        for check in result.get("checks", []):
+            line = f"{result['gate']}: {check['name']}: {check['message']}"
+            errors += [line] if check.get("status") == "ERROR" else []
+            failed += [line] if check.get("status") == "FAIL" else []
     verdict_path = repo / "reports" / "verdict.json"
     verdict = json.loads(verdict_path.read_text(encoding="utf-8")).get("status") if verdict_path.is_file() else None
-    return {"gates": gates, "verdict": verdict, "errors": errors}
+    return {"gates": gates, "verdict": verdict, "errors": errors, "failed": failed}
 
 
 def passed(result: dict[str, Any], offline_only: bool) -> bool:
-    """Every step exited 0, every gate decided (no ERROR), and a verdict was written."""
-    return (all(step["exit"] == 0 for step in result["steps"]) and len(result["gates"]) == 4
-            and not result["errors"] and result["verdict"] in ("PASS", "WARN")
-            and (offline_only or result["steps"][-1]["command"] == "mlgate demo"))
+    """Every gate decided (no ERROR) and a verdict was written. Offline (no champion to compare with), the
+    candidate must pass. With `mlgate demo`, the run is right when the demo made both online decisions
+    right (exit 0), or when the offline gates stopped the candidate (verdict FAIL, the reasons in
+    `failed`): a candidate not shown to be as good as the champion is not rolled out."""
+    decided = len(result["gates"]) == 4 and not result["errors"] and result["verdict"] is not None
+    last = result["steps"][-1] if result["steps"] else {"command": "", "exit": None}
+    if offline_only:
+        return decided and last["exit"] == 0 and result["verdict"] in ("PASS", "WARN")
+    return decided and last["command"] == "mlgate demo" and (
+        last["exit"] == 0 or (last["exit"] == 1 and result["verdict"] == "FAIL"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'right' if result['ok'] else 'WRONG'}: {result['rows']} rows, {result['seconds']} s, gates "
               f"{result['gates']}, verdict {result['verdict']}; last step `{last['command']}` exit {last['exit']}",
               flush=True)
-        for line in result["errors"] + ([] if result["ok"] else last["tail"]):
+        for line in result["errors"] + result["failed"] + last["tail"]:
             print(f"    {line}", flush=True)
     (out / "summary.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(f"public datasets: {sum(r['ok'] for r in results)} of {len(results)} right; details in "
