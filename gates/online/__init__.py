@@ -2,7 +2,9 @@
 
 An `OnlineAnalysis` holds the Argo-Rollouts-style `AnalysisOutcome` (Successful, Inconclusive, Failed,
 Error) that drives the controller, the `GateResult` with every check, and the deciding reason in one
-sentence. Pure functions of DataFrames and configs: no I/O here.
+sentence. Pure functions of DataFrames and configs: no I/O here. Each analysis first reduces the log to sums
+(`shadow_stats`, `canary_stats`: mergeable, so the rollout adds only what the newest rows change) and then
+judges the sums (`shadow.judge_shadow`, `canary_data.judge_canary_stats`).
 """
 
 from mlgate.gates.online.canary import ArmCounts, CanaryStep, judge_canary

@@ -23,6 +23,7 @@ import numpy as np
 from scipy import stats
 
 from mlgate.gates.config import CANARY_LABEL_METRICS, CanaryConfig
+from mlgate.gates.online.binned_rank import judge_rank, sketch_rank_test
 from mlgate.gates.online.core import AnalysisOutcome as O
 from mlgate.gates.online.core import OnlineAnalysis, analysis, check, skipped
 from mlgate.gates.online.sequential import (
@@ -32,6 +33,7 @@ from mlgate.gates.online.sequential import (
     tau2_for_horizon,
     tau2_for_proportions,
 )
+from mlgate.gates.online.sketch import Moments, ValueSketch
 from mlgate.gates.online.srm_sequential import stratified_srm_p
 from mlgate.gates.result import Check
 from mlgate.gates.stats import rank_judge, srm_chi_square
@@ -51,6 +53,8 @@ class ArmCounts:
     labels: dict[str, tuple[int, int]] = field(default_factory=dict)  # metric -> (successes, trials)
     latency_ms: np.ndarray | None = None
     abs_errors: np.ndarray | None = None  # regression: |prediction - label| of each labelled row
+    latency: ValueSketch | None = None  # the latencies as a sketch (the incremental analysis), else latency_ms
+    abs_error_moments: Moments | None = None  # regression: n, sum and sum of squares of |prediction - label|
 
 
 @dataclass(frozen=True)
@@ -207,34 +211,47 @@ def mae_check(margin: float, champion: ArmCounts, challenger: ArmCounts, config:
               prove: bool) -> Check:
     """Regression: sequential non-inferiority of the mean absolute error (mSPRT on two means). The margin
     is relative (`margin` x the champion's MAE), so it reads the same whatever the target's unit."""
-    a, b = _finite(champion.abs_errors), _finite(challenger.abs_errors)
-    if a.size < 2 or b.size < 2:
-        return _waiting("mae", f"labelled rows so far {b.size} challenger / {a.size} champion", margin, "mae")
-    allowed = margin * float(a.mean())
-    pooled = float(np.var(np.concatenate([a, b]), ddof=1)) or 1e-12
+    a, b = _error_moments(champion), _error_moments(challenger)
+    if a.n < 2 or b.n < 2:
+        return _waiting("mae", f"labelled rows so far {b.n} challenger / {a.n} champion", margin, "mae")
+    allowed = margin * a.mean_a
+    pooled = Moments().merge(a).merge(b).var_a() or 1e-12
     tau2 = tau2_for_horizon(pooled * 2 / config.planned_labels, config.alpha)
-    result = msprt_two_means(float(a.mean()), float(a.var(ddof=1)), a.size, float(b.mean()), float(b.var(ddof=1)),
-                             b.size, margin=allowed, tau2=tau2, alpha=config.alpha, greater_is_better=False,
-                             name="mae")
-    return _sequential_check("mae", result, allowed, prove, greater_is_better=False,
-                             rates=[float(a.mean()), float(b.mean())])
+    result = msprt_two_means(a.mean_a, a.var_a(), a.n, b.mean_a, b.var_a(), b.n, margin=allowed, tau2=tau2,
+                             alpha=config.alpha, greater_is_better=False, name="mae")
+    return _sequential_check("mae", result, allowed, prove, greater_is_better=False, rates=[a.mean_a, b.mean_a])
+
+
+def _error_moments(arm: ArmCounts) -> Moments:
+    if arm.abs_error_moments is not None:
+        return arm.abs_error_moments
+    return Moments().add(_finite(arm.abs_errors))
 
 
 def latency_check(champion: ArmCounts, challenger: ArmCounts, config: CanaryConfig) -> Check:
-    """Rank test of per-request latency; fails only on a significant slowdown beyond the tolerance."""
+    """Rank test of per-request latency; fails only on a significant slowdown beyond the tolerance. Raw
+    latencies (`latency_ms`) are ranked as they are; sketches (`latency`, the incremental analysis) by their
+    counts (`binned_rank`)."""
     if config.latency_tolerance is None:
         return skipped("latency", "latency check disabled (rollout.canary.latency_tolerance is null)")
-    a = _finite(champion.latency_ms)
-    b = _finite(challenger.latency_ms)
+    raw = champion.latency is None and challenger.latency is None
+    a, b = (_finite(arm.latency_ms) for arm in (champion, challenger)) if raw else \
+        (_latency_sketch(arm) for arm in (champion, challenger))
+    n_a, n_b = (x.size if raw else x.total for x in (a, b))
     need = config.min_latency_samples
-    if a.size < need or b.size < need:
-        return check("latency", O.INCONCLUSIVE, f"latency samples {b.size} challenger / {a.size} champion "
+    if n_a < need or n_b < need:
+        return check("latency", O.INCONCLUSIVE, f"latency samples {n_b} challenger / {n_a} champion "
                      f"(need {need} each)", value=None, threshold=config.latency_tolerance, expected="no slowdown")
-    judged = rank_judge(a, b, tolerance=config.latency_tolerance, alpha=config.latency_alpha)
+    judged = rank_judge(a, b, tolerance=config.latency_tolerance, alpha=config.latency_alpha) if raw else \
+        judge_rank(sketch_rank_test(a, b), tolerance=config.latency_tolerance, alpha=config.latency_alpha)
     outcome = O.SUCCESSFUL if judged.passed else O.FAILED
     return check("latency", outcome, judged.message, value=judged.test.superiority,
                  threshold=0.5 + config.latency_tolerance, expected="P(challenger slower) within tolerance",
                  metric="latency P(challenger slower)", p_value=judged.test.p_greater)
+
+
+def _latency_sketch(arm: ArmCounts) -> ValueSketch:
+    return arm.latency if arm.latency is not None else ValueSketch().add(_finite(arm.latency_ms))
 
 
 def progress_check(challenger: ArmCounts, config: CanaryConfig) -> Check:

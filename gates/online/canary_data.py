@@ -16,25 +16,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from mlgate.gates.config import CanaryConfig
 from mlgate.gates.online.canary import GATE, ArmCounts, CanaryStep, SplitStratum, judge_canary
-from mlgate.gates.online.core import OnlineAnalysis, error_analysis
-from mlgate.gates.online.log_frames import (
-    FEEDBACK_COLUMNS,
-    PREDICTION_COLUMNS,
-    as_float,
-    canonical,
-    canonical_series,
-    label_conflicts,
-    labelled,
-    ok,
-    requests_of,
-    require,
-    variant_rows,
+from mlgate.gates.online.canary_stats import (
+    CanaryScope,
+    CanaryStats,
+    metric_counts,
+    request_stats,
+    step_units,
+    unit_stats,
+    units_of,
 )
+from mlgate.gates.online.core import OnlineAnalysis, error_analysis
+from mlgate.gates.online.log_frames import FEEDBACK_COLUMNS, PREDICTION_COLUMNS, require
+
+__all__ = ["arm_counts", "canary_analysis", "judge_canary_stats", "metric_counts", "split_strata",
+           "weights_by_version"]
 
 
 def canary_analysis(
@@ -49,14 +48,42 @@ def canary_analysis(
         require(feedback, FEEDBACK_COLUMNS, "the feedback table")
     except ValueError as exc:
         return error_analysis(GATE, str(exc))
+    scope = CanaryScope(tuple(config.metric_margins), step_started, positive_class, champion, challenger)
+    stats = request_stats(preds, feedback, scope)
+    stats.units = unit_stats(preds, scope)
+    return judge_canary_stats(stats, config, step, task=task, positive_class=positive_class,
+                              route_weights=route_weights)
+
+
+def judge_canary_stats(stats: CanaryStats, config: CanaryConfig, step: CanaryStep, *, task: str,
+                       positive_class: object = None,
+                       route_weights: Mapping[int, tuple[float, float]] | None = None) -> OnlineAnalysis:
+    """The canary decision from the sums over the log (`CanaryStats`)."""
     binary_only = sorted(m for m in config.metric_margins if m in ("precision", "recall"))
     if binary_only and positive_class is None:
         return error_analysis(GATE, f"{', '.join(binary_only)} need model.positive_class")
-    served = preds[~preds["shadow"].astype(bool)]
-    arms = [arm_counts(variant_rows(served, name), feedback, config, step_started=step_started,
-                       positive_class=positive_class) for name in (champion, challenger)]
-    split = split_strata(served, champion, challenger, step, step_started, route_weights or {})
-    return judge_canary(*arms, config, step, task=task, label_conflicts=label_conflicts(feedback), split=split)
+    strata, versioned = step_units(stats.units)
+    unversioned = strata.get(None, [0, 0])
+    arms = [ArmCounts(requests=arm.requests, errors=arm.errors, step_units=unversioned[index],
+                      step_requests=arm.step_requests, step_labels=arm.step_labels,
+                      labels={m: (int(x), int(n)) for m, (x, n) in arm.labels.items()},
+                      latency=arm.latency, abs_error_moments=arm.abs_errors if "mae" in config.metric_margins else None)
+            for index, arm in enumerate(stats.arms)]
+    split = split_of(strata, step, route_weights or {}) if versioned else None
+    result = judge_canary(*arms, config, step, task=task, label_conflicts=stats.conflicts, split=split)
+    if stats.forced:
+        result.counts["forced_requests"] = stats.forced
+    return result
+
+
+def split_of(strata: Mapping[int | None, list[int]], step: CanaryStep,
+             route_weights: Mapping[int, tuple[float, float]]) -> tuple[SplitStratum, ...]:
+    """The strata of `srm_check`: rows without a version first (judged at the step's weights), then each
+    version against its own table's weights (the step's when its table is not in the history)."""
+    step_weights = (100.0 - step.weight, float(step.weight))
+    found = [SplitStratum(None, *strata[None], step_weights)] if None in strata else []
+    return (*found, *(SplitStratum(v, *strata[v], route_weights.get(v, step_weights))
+                      for v in sorted(k for k in strata if k is not None)))
 
 
 def split_strata(served: pd.DataFrame, champion: str, challenger: str, step: CanaryStep, step_started: float,
@@ -65,22 +92,9 @@ def split_strata(served: pd.DataFrame, champion: str, challenger: str, step: Can
     table is judged at the step's weights); None when no row has a version (judged as before)."""
     if "route_version" not in served.columns:
         return None
-    rows = served[(served["ts"] >= step_started) & served["variant"].isin([champion, challenger])]
-    versions = pd.to_numeric(rows["route_version"], errors="coerce")
-    if not versions.notna().any():
-        return None
-    step_weights = (100.0 - step.weight, float(step.weight))
-    strata = []
-    unknown = rows[versions.isna().to_numpy()]
-    if len(unknown):
-        per_arm = [_units(unknown[unknown["variant"] == name]).nunique() for name in (champion, challenger)]
-        strata.append(SplitStratum(None, *per_arm, step_weights))
-    known = rows[versions.notna().to_numpy()].assign(_version=versions.dropna().astype(int), _unit=_units)
-    first = known.sort_values("ts", kind="stable").drop_duplicates("_unit")
-    for version, group in first.groupby("_version"):
-        counts = [int((group["variant"] == name).sum()) for name in (champion, challenger)]
-        strata.append(SplitStratum(int(version), *counts, route_weights.get(int(version), step_weights)))
-    return tuple(strata)
+    scope = CanaryScope((), step_started, None, champion, challenger)
+    strata, versioned = step_units(unit_stats(served, scope))
+    return split_of(strata, step, route_weights) if versioned else None
 
 
 def weights_by_version(history: Mapping[int, Mapping[str, Any]], champion: str = "champion",
@@ -96,41 +110,14 @@ def weights_by_version(history: Mapping[int, Mapping[str, Any]], champion: str =
     return weights
 
 
-def _units(rows: pd.DataFrame) -> pd.Series:
-    """The randomisation unit of each row: its routing key, else its request id."""
-    if "routing_key" not in rows.columns:
-        return rows["request_id"]
-    return rows["routing_key"].fillna(rows["request_id"])
-
-
 def arm_counts(rows: pd.DataFrame, feedback: pd.DataFrame, config: CanaryConfig, *, step_started: float,
                positive_class: object = None) -> ArmCounts:
     """Counts of one arm's served rows (cumulative) and of its rows in the current step."""
-    requests = requests_of(rows)
-    in_step = rows[rows["ts"] >= step_started]
-    units = _units(in_step)
-    joined = labelled(rows, feedback)
-    labels = {m: metric_counts(m, joined, positive_class) for m in config.metric_margins if m != "mae"}
-    abs_errors = None
-    if "mae" in config.metric_margins:
-        abs_errors = np.abs(as_float(joined["prediction"]) - as_float(joined["label"]))
-    return ArmCounts(
-        requests=len(requests), errors=int((requests["status"] >= 500).sum()), step_units=int(units.nunique()),
-        step_requests=int(in_step["request_id"].nunique()), step_labels=int((joined["ts"] >= step_started).sum()),
-        labels=labels, latency_ms=as_float(ok(requests)["latency_ms"]), abs_errors=abs_errors,
-    )
-
-
-def metric_counts(metric: str, joined: pd.DataFrame, positive_class: object) -> tuple[int, int]:
-    """(successes, trials) of a proportion metric on labelled rows."""
-    predicted, actual = canonical_series(joined["prediction"]), canonical_series(joined["label"])
-    if metric == "accuracy":
-        return int((predicted == actual).sum()), len(joined)
-    positive = canonical(positive_class)
-    if metric == "recall":
-        among = actual == positive
-        return int((predicted[among] == positive).sum()), int(among.sum())
-    if metric == "precision":
-        among = predicted == positive
-        return int((actual[among] == positive).sum()), int(among.sum())
-    raise ValueError(f"unknown canary metric {metric!r}")
+    name = str(rows["variant"].iloc[0]) if len(rows) else "champion"
+    scope = CanaryScope(tuple(config.metric_margins), step_started, positive_class, name, "\x00none")
+    arm = request_stats(rows, feedback, scope).arms[0]
+    return ArmCounts(requests=arm.requests, errors=arm.errors,
+                     step_units=int(units_of(rows[rows["ts"] >= step_started]).nunique()),
+                     step_requests=arm.step_requests, step_labels=arm.step_labels,
+                     labels={m: (int(x), int(n)) for m, (x, n) in arm.labels.items()}, latency=arm.latency,
+                     abs_error_moments=arm.abs_errors if "mae" in config.metric_margins else None)

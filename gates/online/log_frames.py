@@ -40,6 +40,15 @@ def routed(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[(pd.to_numeric(rows["forced"], errors="coerce").fillna(0) == 0).to_numpy(dtype=bool)]
 
 
+def forced_requests(rows: pd.DataFrame) -> int:
+    """Served requests the caller forced to a variant (X-Target-Variant): left out of every split, counted."""
+    if "forced" not in rows.columns:
+        return 0
+    forced = (pd.to_numeric(rows["forced"], errors="coerce").fillna(0) != 0).to_numpy(dtype=bool)
+    served = (rows["shadow"].astype(int) == 0).to_numpy(dtype=bool)
+    return int(rows.loc[forced & served, "request_id"].nunique())
+
+
 def requests_of(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per request (latency and status are per request and variant in the log)."""
     return rows.drop_duplicates("request_id")
@@ -111,6 +120,8 @@ def canonical(value: Any) -> str:
 
 
 def canonical_series(values: pd.Series) -> np.ndarray:
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":  # text labels are their own canonical form
+        return np.asarray(values, dtype=object)
     return np.array([canonical(v) for v in values], dtype=object)
 
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
-from scipy import stats
+from scipy import stats as stats_module
 
 from mlgate.gates.config import DriftConfig, ShadowConfig
-from mlgate.gates.data.drift import drift_table, output_psi, population_stability_index
+from mlgate.gates.data.drift import drift_table, population_stability_index
 from mlgate.gates.data.drift_checks import thresholds_for
 from mlgate.gates.online.core import (
     AnalysisOutcome as O,
@@ -33,23 +34,16 @@ from mlgate.gates.online.core import (
     rate_sequence,
     skipped,
 )
-from mlgate.gates.online.log_frames import (
-    PREDICTION_COLUMNS,
-    as_float,
-    canonical_series,
-    features_frame,
-    ok,
-    paired,
-    requests_of,
-    require,
-    variant_rows,
-)
+from mlgate.gates.online.log_frames import PREDICTION_COLUMNS, as_float, ok, require
+from mlgate.gates.online.shadow_stats import CallStats, ShadowScope, ShadowStats, add_row_level, shadow_stats
+from mlgate.gates.online.sketch import OTHER
 from mlgate.gates.result import Check
 
 GATE = "shadow"
 # Mixing variance of the rate sequences from the widest binomial variance: a challenger that is badly off
 # (10% errors, half its labels different) is caught within a few hundred requests, not thousands.
 PLANNING_RATE = 0.5
+OUTPUT_BINS = 10  # the output PSI's bins: deciles of the champion's scores (gates.data.drift.output_psi)
 
 
 def shadow_analysis(
@@ -67,38 +61,54 @@ def shadow_analysis(
         require(preds, PREDICTION_COLUMNS, "the prediction log")
     except ValueError as exc:
         return error_analysis(GATE, str(exc))
-    champ = variant_rows(preds, champion, shadow=False)
-    chall = variant_rows(preds, challenger, shadow=True)
-    served, attempted = requests_of(ok(champ)), requests_of(chall)
+    scope = ShadowScope(task, tuple(numeric), tuple(categorical), config.max_latency_ratio, champion, challenger)
+    stats = shadow_stats(preds, scope)
+    add_row_level(stats, preds, scope)
+    return judge_shadow(stats, config, training_reference, scope, drift=drift, shed=shed,
+                        settled=settled_requests(preds, scope, stats.newest_attempted), started=started)
+
+
+def judge_shadow(stats: ShadowStats, config: ShadowConfig, training_reference: pd.DataFrame | None,
+                 scope: ShadowScope, *, settled: int, drift: DriftConfig | None = None,
+                 shed: Mapping[str, int] | None = None, started: float | None = None) -> OnlineAnalysis:
+    """The shadow decision from the sums over the log (`ShadowStats`); `settled`: served requests logged
+    no later than the newest attempted mirror (coverage leaves the newer ones out: still in flight)."""
+    started = time.perf_counter() if started is None else started
     shed = {reason: int(n) for reason, n in (shed or {}).items() if n}
-    counts = {"requests": len(served), "attempted": len(attempted), "shed": sum(shed.values()),
-              "challenger_rows": len(chall), "min_requests": config.min_requests}
-    coverage = coverage_check(served, attempted, shed, config)
-    if len(attempted) < config.min_requests:
-        wait = check("min_requests", O.INCONCLUSIVE, f"{len(attempted)} of {config.min_requests} mirrored requests "
-                     f"attempted so far ({len(served)} served)", value=len(attempted),
+    counts = {"requests": stats.served, "attempted": stats.attempted, "shed": sum(shed.values()),
+              "challenger_rows": stats.challenger_rows, "min_requests": config.min_requests}
+    if stats.forced:
+        counts["forced_requests"] = stats.forced
+    coverage = coverage_check(stats, settled, shed, config)
+    if stats.attempted < config.min_requests:
+        wait = check("min_requests", O.INCONCLUSIVE, f"{stats.attempted} of {config.min_requests} mirrored requests "
+                     f"attempted so far ({stats.served} served)", value=stats.attempted,
                      threshold=config.min_requests, expected="enough attempted mirrors")
         return analysis(GATE, [wait, coverage], started, counts)
-    pairs = paired(champ, chall)
-    checks = [coverage, error_rate_check(attempted, config), *agreement_checks(pairs, task, config),
-              output_psi_check(pairs, task, config), latency_check(ok(chall), config)]
-    live = features_frame(served)
-    checks.append(input_drift_check(training_reference, live, numeric, categorical, drift, config))
-    counts["paired_rows"] = len(pairs)
+    checks = [coverage, error_rate_check(stats, config), *agreement_checks(stats, scope.task, config),
+              output_psi_check(stats, scope.task, config), latency_check(stats.calls, config)]
+    live = live_inputs(stats, scope, (drift or DriftConfig()).max_rows)
+    checks.append(input_drift_check(training_reference, live, scope.numeric, scope.categorical, drift, config))
+    counts["paired_rows"] = stats.pairs
     return analysis(GATE, checks, started, counts, headline=("agreement", "score_correlation"))
 
 
-def coverage_check(served: pd.DataFrame, attempted: pd.DataFrame, shed: Mapping[str, int],
-                   config: ShadowConfig) -> Check:
+def settled_requests(preds: pd.DataFrame, scope: ShadowScope, newest: float) -> int:
+    """Served requests (first answered row of each) logged at or before `newest`."""
+    rows = preds
+    champ = ok(rows[(rows["variant"] == scope.champion) & (rows["shadow"].astype(int) == 0)])
+    served = champ.sort_values(["ts", "row_index"], kind="stable").drop_duplicates("request_id")
+    return int((served["ts"] <= newest).sum())
+
+
+def coverage_check(stats: ShadowStats, settled: int, shed: Mapping[str, int], config: ShadowConfig) -> Check:
     """Share of served requests the challenger was actually run on (attempted / served).
 
     Too little coverage is never a verdict on the model: it keeps the analysis Inconclusive (and the
     rollout pauses at `max_duration_s` with this reason). Requests newer than the challenger's last
     logged row are still in flight and left out.
     """
-    newest = attempted["ts"].max() if len(attempted) else -math.inf
-    settled = int((served["ts"] <= newest).sum())
-    done = int(attempted["request_id"].isin(served["request_id"]).sum())
+    done = stats.done
     rate = done / settled if settled else 0.0
     reasons = ", ".join(f"{reason.replace('_', ' ')} {n}" for reason, n in sorted(shed.items(), key=lambda i: -i[1]))
     message = (f"shadow coverage {rate:.3f} ({done} of {settled} served requests mirrored and attempted; "
@@ -108,55 +118,50 @@ def coverage_check(served: pd.DataFrame, attempted: pd.DataFrame, shed: Mapping[
                  expected=f"coverage >= {config.min_coverage:g}", attempted=done, served=settled, shed=dict(shed))
 
 
-def error_rate_check(attempted: pd.DataFrame, config: ShadowConfig) -> Check:
+def error_rate_check(stats: ShadowStats, config: ShadowConfig) -> Check:
     """Share of the mirrors the challenger was run on that it did not answer with 200 (shed mirrors
-    are not in `attempted`); the message names the most frequent failure."""
-    n = len(attempted)
-    failed = attempted[attempted["status"] != 200]
-    interval = rate_sequence(len(failed), max(n, 1), planned_n=config.planned_requests, planning_rate=PLANNING_RATE,
+    are not attempts); the message names the most frequent failure."""
+    n, failed = stats.attempted, stats.failures
+    interval = rate_sequence(failed, max(n, 1), planned_n=config.planned_requests, planning_rate=PLANNING_RATE,
                              alpha=config.alpha)
     outcome = judge_at_most(interval, config.max_error_rate) if n else O.INCONCLUSIVE
     message = f"challenger error rate {interval.describe(config.alpha)} vs max {config.max_error_rate:g}"
-    dominant = dominant_failure(failed)
+    dominant = dominant_failure(stats.failure_kinds)
     if dominant:
         message += f"; most frequent failure: {dominant}"
     return check("error_rate", outcome, message, value=interval.rate, threshold=config.max_error_rate,
                  expected=f"error rate <= {config.max_error_rate:g}", ci=[interval.low, interval.high], n=n,
-                 failures=len(failed))
+                 failures=failed)
 
 
-def dominant_failure(failed: pd.DataFrame) -> str | None:
+def dominant_failure(kinds: Mapping[str, int]) -> str | None:
     """'HTTP 400 missing_column: ... (31 of 40 failures)' for the most frequent status and error."""
-    if failed.empty:
+    if not kinds:
         return None
-    errors = failed["error"] if "error" in failed.columns else pd.Series([None] * len(failed), index=failed.index)
-    keys = [f"HTTP {int(status)} {str(error or 'no message')[:160]}" for status, error in zip(failed["status"], errors,
-                                                                                              strict=True)]
-    top, count = Counter(keys).most_common(1)[0]
-    return f"{top} ({count} of {len(keys)} failures)"
+    top, count = min(kinds.items(), key=lambda item: (-item[1], item[0]))
+    label = "other failures" if top == OTHER else top
+    return f"{label} ({count} of {sum(kinds.values())} failures)"
 
 
-def agreement_checks(pairs: pd.DataFrame, task: str, config: ShadowConfig) -> list[Check]:
+def agreement_checks(stats: ShadowStats, task: str, config: ShadowConfig) -> list[Check]:
     """Label agreement for classifiers; score correlation and MAE when both variants logged scores."""
     checks = []
     if task != "regression":
-        checks.append(label_agreement_check(pairs, config))
-    a, b = _scores(pairs, task)
-    if a is None:
+        checks.append(label_agreement_check(stats, config))
+    if not _scored(stats):
         checks.append(skipped("score_correlation", "no scores logged for both variants (labels only)"))
         return checks
-    checks.append(correlation_check(a, b, config))
-    checks.append(mae_check(a, b, config))
+    checks.append(correlation_check(stats, config))
+    checks.append(mae_check(stats, config))
     return checks
 
 
-def label_agreement_check(pairs: pd.DataFrame, config: ShadowConfig) -> Check:
-    n = len(pairs)
+def label_agreement_check(stats: ShadowStats, config: ShadowConfig) -> Check:
+    n = stats.pairs
     if n == 0:
         return check("agreement", O.INCONCLUSIVE, "no row predicted by both variants yet", value=None,
                      threshold=config.min_agreement, expected=f"agreement >= {config.min_agreement:g}")
-    same = int((canonical_series(pairs["prediction_a"]) == canonical_series(pairs["prediction_b"])).sum())
-    interval = rate_sequence(same, n, planned_n=config.planned_requests, planning_rate=PLANNING_RATE,
+    interval = rate_sequence(stats.agree, n, planned_n=config.planned_requests, planning_rate=PLANNING_RATE,
                              alpha=config.alpha)
     outcome = judge_at_least(interval, config.min_agreement)
     message = f"label agreement with the champion {interval.describe(config.alpha)} vs min {config.min_agreement:g}"
@@ -164,26 +169,28 @@ def label_agreement_check(pairs: pd.DataFrame, config: ShadowConfig) -> Check:
                  expected=f"agreement >= {config.min_agreement:g}", ci=[interval.low, interval.high], n=n)
 
 
-def correlation_check(a: np.ndarray, b: np.ndarray, config: ShadowConfig) -> Check:
+def correlation_check(stats: ShadowStats, config: ShadowConfig) -> Check:
     """Pearson r of the two variants' scores with a Fisher-z interval at 1 - alpha."""
     expected, minimum = f"score correlation >= {config.min_score_correlation:g}", config.min_score_correlation
-    if a.size < 4 or np.std(a) == 0 or np.std(b) == 0:
-        return check("score_correlation", O.INCONCLUSIVE, f"correlation undefined on {a.size} rows (constant "
+    n = stats.scores.n
+    r = stats.scores.correlation() if n >= 4 else math.nan
+    if n < 4 or stats.score_a.single_value() or stats.score_b.single_value() or not math.isfinite(r):
+        return check("score_correlation", O.INCONCLUSIVE, f"correlation undefined on {n} rows (constant "
                      "scores or too few rows)", value=None, threshold=minimum, expected=expected)
-    r = float(np.clip(np.corrcoef(a, b)[0, 1], -0.999999, 0.999999))
-    half = stats.norm.ppf(1 - config.alpha / 2) / math.sqrt(a.size - 3)
+    r = float(np.clip(r, -0.999999, 0.999999))
+    half = stats_module.norm.ppf(1 - config.alpha / 2) / math.sqrt(n - 3)
     low, high = math.tanh(math.atanh(r) - half), math.tanh(math.atanh(r) + half)
     outcome = O.SUCCESSFUL if low >= minimum else O.FAILED if high < minimum else O.INCONCLUSIVE
     message = f"score correlation r {r:.4f} [{1 - config.alpha:.0%} CI {low:.4f}, {high:.4f}] vs min {minimum:g}"
     return check("score_correlation", outcome, message, value=r, threshold=minimum, expected=expected,
-                 ci=[low, high], n=int(a.size))
+                 ci=[low, high], n=n)
 
 
-def mae_check(a: np.ndarray, b: np.ndarray, config: ShadowConfig) -> Check:
-    diff = np.abs(b - a)
-    mae = float(diff.mean())
-    half = float(stats.t.ppf(1 - config.alpha / 2, max(diff.size - 1, 1)) * diff.std(ddof=1) / math.sqrt(diff.size)) \
-        if diff.size > 1 else math.inf
+def mae_check(stats: ShadowStats, config: ShadowConfig) -> Check:
+    n = stats.scores.n
+    mae, spread = stats.scores.mean_abs_difference()
+    half = float(stats_module.t.ppf(1 - config.alpha / 2, max(n - 1, 1)) * spread / math.sqrt(n)) \
+        if n > 1 else math.inf
     described = f"mean |score difference| {mae:.4f} [{1 - config.alpha:.0%} CI {mae - half:.4f}, {mae + half:.4f}]"
     if config.max_score_mae is None:
         return skipped("score_mae", f"{described}; not judged (set rollout.shadow.max_score_mae)")
@@ -193,23 +200,26 @@ def mae_check(a: np.ndarray, b: np.ndarray, config: ShadowConfig) -> Check:
                  expected=f"MAE <= {limit:g}", ci=[mae - half, mae + half])
 
 
-def output_psi_check(pairs: pd.DataFrame, task: str, config: ShadowConfig) -> Check:
+def output_psi_check(stats: ShadowStats, task: str, config: ShadowConfig) -> Check:
     """PSI of the challenger's outputs against the champion's on the same rows (scores, else labels)."""
     limit, expected = config.max_output_psi, f"output PSI <= {config.max_output_psi:g}"
-    if len(pairs) == 0:
+    if stats.pairs == 0:
         return check("output_psi", O.INCONCLUSIVE, "no paired rows yet", value=None, threshold=limit,
                      expected=expected)
-    a, b = _scores(pairs, task)
-    if a is not None:
-        psi, basis = output_psi(a, b), "scores"
+    if _scored(stats):
+        edges = np.unique([stats.score_a.quantile(q) for q in np.linspace(0, 1, OUTPUT_BINS + 1)[1:-1]])
+        psi, basis = population_stability_index(stats.score_a.shares(edges), stats.score_b.shares(edges)), "scores"
     else:
-        psi, basis = _label_psi(pairs), "predicted labels"
+        labels = sorted(set(stats.labels_a) | set(stats.labels_b))
+        shares = [np.array([side.get(label, 0) for label in labels]) / stats.pairs
+                  for side in (stats.labels_a, stats.labels_b)]
+        psi, basis = population_stability_index(*shares), "predicted labels"
     outcome = O.FAILED if psi > limit else O.SUCCESSFUL
     return check("output_psi", outcome, f"PSI of {basis} vs the champion's {psi:.3f} (max {limit:g})",
                  value=psi, threshold=limit, expected=expected, basis=basis)
 
 
-def latency_check(challenger: pd.DataFrame, config: ShadowConfig) -> Check:
+def latency_check(calls: CallStats, config: ShadowConfig) -> Check:
     """The challenger's model time over the champion's on the same rows, one pair per shadow model call
     (the shadow worker times both back to back, so a busy machine slows both alike). An always-valid
     sign test on the share of calls beyond `max_latency_ratio`: Failed when most calls are, Successful
@@ -220,23 +230,20 @@ def latency_check(challenger: pd.DataFrame, config: ShadowConfig) -> Check:
     """
     limit = config.max_latency_ratio
     expected = f"median model-time ratio <= {limit:g}"
-    calls = timed_calls(challenger)
-    if calls.empty:
+    if calls.calls == 0:
         return check("latency", O.INCONCLUSIVE, "no shadow model call timed beside the champion's yet "
                      "(the prediction log has no baseline_ms on the challenger's rows)", value=None,
                      threshold=limit, expected=expected, metric="latency ratio")
-    ratios = calls["latency_ms"].to_numpy() / calls["baseline_ms"].to_numpy()
-    over = int((ratios > limit).sum())
-    interval = rate_sequence(over, len(ratios), planned_n=config.planned_latency_calls, planning_rate=PLANNING_RATE,
-                             alpha=config.latency_alpha)
+    interval = rate_sequence(calls.over, calls.calls, planned_n=config.planned_latency_calls,
+                             planning_rate=PLANNING_RATE, alpha=config.latency_alpha)
     outcome = judge_at_most(interval, 0.5)
-    median = float(np.median(ratios))
+    median = calls.ratios.quantile(0.5)
     message = (f"challenger model time / champion's on the same rows: median {median:.2f} (max {limit:g}) over "
-               f"{len(ratios)} model calls of {calls['rows'].mean():.0f} rows on average "
-               f"(p95 {calls['latency_ms'].quantile(0.95):.1f} vs {calls['baseline_ms'].quantile(0.95):.1f} ms); "
+               f"{calls.calls} model calls of {calls.rows / calls.calls:.0f} rows on average "
+               f"(p95 {calls.latency.quantile(0.95):.1f} vs {calls.baseline.quantile(0.95):.1f} ms); "
                f"share of calls over {limit:g}x {interval.describe(config.latency_alpha)} vs max 0.5")
     return check("latency", outcome, message, value=median, threshold=limit, expected=expected,
-                 metric="latency ratio", ci=[interval.low, interval.high], calls=len(ratios))
+                 metric="latency ratio", ci=[interval.low, interval.high], calls=calls.calls)
 
 
 def timed_calls(challenger: pd.DataFrame) -> pd.DataFrame:
@@ -248,6 +255,53 @@ def timed_calls(challenger: pd.DataFrame) -> pd.DataFrame:
                           "baseline_ms": as_float(challenger["baseline_ms"])})
     times = times[np.isfinite(times["latency_ms"]) & np.isfinite(times["baseline_ms"]) & (times["baseline_ms"] > 0)]
     return times.groupby(["latency_ms", "baseline_ms"], sort=False).size().rename("rows").reset_index()
+
+
+def live_inputs(stats: ShadowStats, scope: ShadowScope, max_rows: int, seed: int = 0) -> pd.DataFrame:
+    """The served requests' inputs rebuilt from their sums, one column per feature any request logged: every
+    value (a bin's representative once a numeric sketch is binned) and its nulls; a seeded subsample of
+    `max_rows` rows when more were served (the drift tests' own sample size)."""
+    n = stats.served
+    if n == 0 or stats.keyed == 0:
+        return pd.DataFrame()
+    rows = min(n, max_rows)
+    rng = np.random.default_rng(seed)
+    columns: dict[str, Any] = {}
+    for name in (*scope.numeric, *scope.categorical):
+        sums = stats.features.get(name)
+        if sums is None or sums.present == 0:
+            continue
+        if sums.values is not None:
+            values, counts = sums.values.values_counts()
+            values, null = values.astype(object), np.nan
+        else:
+            keys = list(sums.categories or {})
+            values = np.empty(len(keys), dtype=object)
+            values[:] = [_decode_category(k) for k in keys]
+            counts, null = np.array([(sums.categories or {})[k] for k in keys], dtype=np.int64), None
+        counts = np.append(counts, max(n - int(counts.sum()), 0)).astype(np.int64)
+        if rows < n:
+            counts = rng.multivariate_hypergeometric(counts, rows)
+        pool = np.empty(values.size + 1, dtype=object)
+        pool[:-1], pool[-1] = values, null
+        column = np.repeat(pool, counts)
+        columns[name] = column.astype(float) if sums.values is not None else column
+    frame = pd.DataFrame(columns, index=pd.RangeIndex(rows))
+    if frame.columns.empty:
+        frame[_NO_FEATURE] = 0  # inputs were logged, none of them a listed feature: undecided, not empty
+    return frame
+
+
+_NO_FEATURE = "\x00logged"
+
+
+def _decode_category(text: str) -> Any:
+    return "<other categories>" if text == OTHER else orjson.loads(text)
+
+
+def _scored(stats: ShadowStats) -> bool:
+    """Numeric outputs of both variants on enough paired rows (at least 4 and half of them)."""
+    return stats.pairs > 0 and stats.scores.n >= max(4, 0.5 * stats.pairs)
 
 
 def input_drift_check(reference: pd.DataFrame | None, live: pd.DataFrame, numeric: Sequence[str],
@@ -273,22 +327,3 @@ def input_drift_check(reference: pd.DataFrame | None, live: pd.DataFrame, numeri
                f"{drift.max_drifted_share:.0%}{', critical ' + ', '.join(critical) if critical else ''}){listed}")
     return check("input_drift", outcome, message, value=share, threshold=drift.max_drifted_share,
                  expected="live inputs like training", warn=bad, drifted=drifted, undecided=len(table) - len(decided))
-
-
-def _scores(pairs: pd.DataFrame, task: str) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Paired numeric outputs: regression predictions, or positive-class scores when both were logged."""
-    cols = ("prediction_a", "prediction_b") if task == "regression" else ("score_a", "score_b")
-    if cols[0] not in pairs.columns or len(pairs) == 0:
-        return None, None
-    a, b = as_float(pairs[cols[0]]), as_float(pairs[cols[1]])
-    both = np.isfinite(a) & np.isfinite(b)
-    if both.sum() < max(4, 0.5 * len(pairs)):
-        return None, None
-    return a[both], b[both]
-
-
-def _label_psi(pairs: pd.DataFrame) -> float:
-    a, b = canonical_series(pairs["prediction_a"]), canonical_series(pairs["prediction_b"])
-    labels = sorted(set(a) | set(b))
-    shares = [np.array([(x == label).mean() for label in labels]) for x in (a, b)]
-    return population_stability_index(*shares)

@@ -11,11 +11,14 @@ from pathlib import Path
 import pandas as pd
 
 from mlgate.gates.config import CanaryConfig, DriftConfig, ShadowConfig
-from mlgate.gates.online import CanaryStep, OnlineAnalysis, canary_analysis, shadow_analysis
+from mlgate.gates.online import CanaryStep, OnlineAnalysis
 from mlgate.gates.online.canary import server_rollback_analysis
-from mlgate.gates.online.canary_data import weights_by_version
-from mlgate.gates.online.log_frames import routed
+from mlgate.gates.online.canary_data import judge_canary_stats, weights_by_version
+from mlgate.gates.online.canary_stats import CanaryScope
+from mlgate.gates.online.shadow import judge_shadow
+from mlgate.gates.online.shadow_stats import ShadowScope
 from mlgate.pipelines.rollout.backend import CHALLENGER_VARIANT, CHAMPION_VARIANT
+from mlgate.pipelines.rollout.incremental import SETTLE_S, Arms, IncrementalLog
 from mlgate.pipelines.rollout.state import RolloutState
 
 
@@ -29,7 +32,12 @@ def resolve_log_url(url: str, base_dir: Path) -> str:
 
 @dataclass
 class LogAnalyser:
-    """Runs the shadow or canary analysis of a rollout on the prediction log at `log_url`."""
+    """Runs the shadow or canary analysis of a rollout on the prediction log at `log_url`.
+
+    Each look adds the rows stored since the previous look to running sums kept in the log store
+    (`incremental.IncrementalLog`), so its cost does not grow with the log; `settle_s` is how long a write
+    still open at a look (PostgreSQL, several servers) is awaited before its rows count as never written.
+    """
 
     log_url: str
     shadow: ShadowConfig
@@ -40,32 +48,43 @@ class LogAnalyser:
     categorical: list[str] = field(default_factory=list)
     drift: DriftConfig | None = None
     reference: Callable[[], pd.DataFrame | None] = lambda: None
+    settle_s: float = SETTLE_S
     _reference: pd.DataFrame | None = field(default=None, init=False, repr=False)
+    _log: IncrementalLog | None = field(default=None, init=False, repr=False)
 
     def __call__(self, state: RolloutState, now: float) -> OnlineAnalysis:
         if state.position.phase == "shadow":
-            return self.shadow_look(state)
+            return self.shadow_look(state, now)
         if state.position.phase == "canary":
             return self.canary_look(state, now)
         raise ValueError(f"no analysis in phase {state.position.phase}")
 
-    def shadow_look(self, state: RolloutState) -> OnlineAnalysis:
-        preds = self._predictions(state, state.phase_started)
+    @property
+    def log(self) -> IncrementalLog:
+        if self._log is None:
+            self._log = IncrementalLog(self.log_url, self.settle_s)
+        return self._log
+
+    def shadow_look(self, state: RolloutState, now: float | None = None) -> OnlineAnalysis:
+        scope = ShadowScope(self.task, tuple(self.numeric), tuple(self.categorical), self.shadow.max_latency_ratio,
+                            CHAMPION_VARIANT, CHALLENGER_VARIANT)
+        stats, settled = self.log.shadow(state.rollout_id, _arms(state), scope, state.phase_started, now)
         if self._reference is None:
             self._reference = self.reference()
-        return shadow_analysis(preds, self.shadow, self._reference, task=self.task, numeric=self.numeric,
-                               categorical=self.categorical, drift=self.drift, shed=self._shed(state))
+        return judge_shadow(stats, self.shadow, self._reference, scope, settled=settled, drift=self.drift,
+                            shed=self._shed(state))
 
     def canary_look(self, state: RolloutState, now: float) -> OnlineAnalysis:
-        from mlgate.serving.log.prediction_log import read_feedback, read_route_history
+        from mlgate.serving.log.prediction_log import read_route_history
 
         since = state.canary_started or state.phase_started
-        preds = self._predictions(state, since)
-        feedback = read_feedback(self.log_url, since=since)
+        scope = CanaryScope(tuple(self.canary.metric_margins), state.phase_started, self.positive_class,
+                            CHAMPION_VARIANT, CHALLENGER_VARIANT)
+        stats = self.log.canary(state.rollout_id, _arms(state), scope, since, now)
         step = CanaryStep.of(self.canary, state.position.step, now - state.phase_started)
         weights = weights_by_version(read_route_history(self.log_url), CHAMPION_VARIANT, CHALLENGER_VARIANT)
-        return canary_analysis(preds, feedback, self.canary, step, step_started=state.phase_started,
-                               task=self.task, positive_class=self.positive_class, route_weights=weights)
+        return judge_canary_stats(stats, self.canary, step, task=self.task, positive_class=self.positive_class,
+                                  route_weights=weights)
 
     def server_rollback(self, state: RolloutState) -> OnlineAnalysis | None:
         """A Failed look when a server's guard sent this rollout's challenger back to the champion by itself
@@ -85,12 +104,8 @@ class LogAnalyser:
         mine = shed[(shed["variant"] == CHALLENGER_VARIANT) & (shed["model_version"].astype(str) == str(state.version))]
         return {str(reason): int(n) for reason, n in mine.groupby("reason")["count"].sum().items()}
 
-    def _predictions(self, state: RolloutState, since: float) -> pd.DataFrame:
-        """This rollout's rows only: the champion and challenger variants at their registry versions, as the
-        router assigned them (requests forced with X-Target-Variant are left out of every analysis)."""
-        from mlgate.serving.log.prediction_log import read_predictions
 
-        preds = read_predictions(self.log_url, since=since)
-        versions = {CHAMPION_VARIANT: state.champion_version, CHALLENGER_VARIANT: state.version}
-        keep = preds["variant"].map(versions) == preds["model_version"].astype(str)
-        return routed(preds[keep.to_numpy(dtype=bool)])
+def _arms(state: RolloutState) -> Arms:
+    """This rollout's rows: the champion and challenger variants at their registry versions (requests forced
+    with X-Target-Variant are left out of every analysis)."""
+    return Arms(str(state.champion_version), str(state.version), CHAMPION_VARIANT, CHALLENGER_VARIANT)

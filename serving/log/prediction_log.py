@@ -64,6 +64,8 @@ PREDICTIONS = sa.Table(
     sa.Column("forced", sa.Integer),  # 1: the caller chose the variant (X-Target-Variant); not in any split
     sa.Column("route_version", sa.Integer),  # the route-table version that routed the request (null: before it)
     sa.Index("ix_predictions_request_id", "request_id"), sa.Index("ix_predictions_ts", "ts"),
+    # the earliest row of a routing key in a canary step, found without reading the key's other rows
+    sa.Index("ix_predictions_routing_key_ts", "routing_key", "ts"),
 )
 FEEDBACK = sa.Table(
     "feedback", METADATA,
@@ -112,6 +114,17 @@ SCHEMA_VERSION = sa.Table(
     sa.Column("component", LogText, primary_key=True), sa.Column("version", sa.Integer, nullable=False),
     sa.Column("ts", sa.Float, nullable=False),
 )
+# The rollout analysis's running sums per rollout and phase, with the log position they cover (written by the
+# rollout controller, mlgate.pipelines.rollout.incremental; `revision` guards against two controllers at once).
+ANALYSIS_STATE = sa.Table(
+    "analysis_state", METADATA,
+    sa.Column("rollout_id", LogText, primary_key=True), sa.Column("phase", LogText, primary_key=True),
+    sa.Column("revision", sa.Integer, nullable=False), sa.Column("body", LogText, nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+)
+# The order rows were stored in, for readers that continue where they stopped: SQLite's rowid; on PostgreSQL
+# a `seq` identity column (migration 5), which the servers' inserts fill without naming it.
+SEQ_COLUMN = {"sqlite": "rowid", "postgresql": "seq"}
 EVENT_COLUMNS = ("ts", "kind", "route_version", "variant", "model_version", "reason", "details")
 BANDIT_ARMS = sa.Table(
     "bandit_arms", METADATA,
@@ -286,9 +299,14 @@ def _read(url: str, table: sa.Table, columns: Sequence[str], since: float | None
 
 def read_predictions(url: str, *, since: float | None = None) -> pd.DataFrame:
     """Logged predictions (rows with ts >= since), features and prediction JSON-decoded."""
-    frame = _read(url, PREDICTIONS, PREDICTION_COLUMNS, since)
+    return decode_json_columns(_read(url, PREDICTIONS, PREDICTION_COLUMNS, since))
+
+
+def decode_json_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """`features` and `prediction` as read from the store, JSON-decoded in place (where present)."""
     for name in ("features", "prediction"):
-        frame[name] = pd.Series([json_value(text) for text in frame[name]], index=frame.index, dtype=object)
+        if name in frame.columns:
+            frame[name] = pd.Series([json_value(text) for text in frame[name]], index=frame.index, dtype=object)
     return frame
 
 

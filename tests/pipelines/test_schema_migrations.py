@@ -83,7 +83,7 @@ def test_an_old_store_is_read_as_it_is_then_migrated_in_order(log_url: str, capl
     with caplog.at_level(logging.INFO, logger="mlgate.serving.log.migrations"):
         log = _open(log_url)
     applied = [r.getMessage() for r in caplog.records if " applied: " in r.getMessage()]
-    assert [m.split(" applied")[0] for m in applied] == [f"prediction log schema: migration {n}" for n in range(1, 5)]
+    assert [m.split(" applied")[0] for m in applied] == [f"prediction log schema: migration {n}" for n in range(1, LOG_SCHEMA + 1)]
     assert log.schema_version == LOG_SCHEMA == len(MIGRATIONS)
     assert read_route_history(log_url) == {3: OLD_TABLE}  # the table in force is the history's first entry
     log.record(PredictionEntry("new", None, "challenger", "2", False, 200.0, 1.0, 200, None, {"x": [1]}, 1,
