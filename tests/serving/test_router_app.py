@@ -184,9 +184,9 @@ def test_each_shadow_call_is_timed_beside_the_answering_model_on_the_same_rows(
     judge = ShadowConfig(max_latency_ratio=3.0)
     twin, slow = (shadows[(shadows["variant"] == name) & (shadows["status"] == 200)] for name in ("twin", "slow"))
     assert len(timed_calls(twin)) >= 10 and len(timed_calls(slow)) >= 8
-    same = latency_check(twin, judge)
+    same = latency_check(_call_stats(twin, judge), judge)
     assert same.details["outcome"] == AnalysisOutcome.SUCCESSFUL and 0.5 < same.observed < 2.0, same.message
-    slower = latency_check(slow, judge)
+    slower = latency_check(_call_stats(slow, judge), judge)
     assert slower.details["outcome"] == AnalysisOutcome.FAILED and slower.observed > 3.0, slower.message
     assert "model calls" in slower.message and "max 3" in slower.message
 
@@ -344,3 +344,12 @@ def test_a_replica_follows_the_stores_newer_table_and_keeps_its_own_when_it_cann
                                                                                                ("other", 30)]
     sync = seen["ready_after"]["routes"]["sync"]
     assert sync["error"] is None and sync["applied"]["version"] == 3 and sync["store_version"] == 3
+
+
+def _call_stats(rows, judge):
+    """The timed calls of these shadow rows, summed as a rollout look sums them."""
+    from mlgate.gates.online.shadow_stats import CallStats
+
+    calls = CallStats()
+    calls.add_rows(rows, judge.max_latency_ratio)
+    return calls
