@@ -66,13 +66,10 @@ def test_ctrl_c_exits_130(repo_root) -> None:
                                     "--params", str(repo_root / "params.yaml")],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            silent.settimeout(120)
-            connection, _ = silent.accept()  # the command is inside MLflow's client, waiting for an answer
-            with connection:  # held open and silent until the command has exited
-                time.sleep(0.5)
-                assert process.poll() is None, process.communicate()[1]
-                process.send_signal(signal.SIGINT)
-                _, err = process.communicate(timeout=30)
+            time.sleep(6.0)  # past the imports, waiting for the server's answer
+            assert process.poll() is None, process.communicate()[1]
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=30)
         finally:
             if process.poll() is None:
                 process.kill()
