@@ -370,7 +370,7 @@ def test_kill_9_loses_at_most_the_rows_of_the_last_flush_interval(model_dir: Pat
     logged = set(read_predictions(log_url)["request_id"])
     old = [rid for rid, at in done if at < killed_at - flush_s - 0.5]
     lost = [rid for rid, _ in done if rid not in logged]
-    assert len(old) > 300 and not [rid for rid in old if rid not in logged], f"lost {len(lost)} of {len(done)}"
+    assert len(old) > 200 and not [rid for rid in old if rid not in logged], f"lost {len(lost)} of {len(done)}"
     print(f"kill -9: {len(lost)} of {len(done)} answered requests not logged, all within the last "
           f"{flush_s + 0.5:g} s before the kill")
 
