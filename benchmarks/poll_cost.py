@@ -28,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -118,12 +119,14 @@ class Traffic:
 # ---- the stores ----
 
 
-class Store:
+class Store(ABC):
     url: str
 
+    @abstractmethod
     def insert(self, predictions: pd.DataFrame, feedback: pd.DataFrame) -> None:
-        raise NotImplementedError
+        """Bulk-store these rows (each store's fastest way)."""
 
+    @abstractmethod
     def analyze(self) -> None:
         """Planner statistics after a bulk fill (what autovacuum or a DBA would have run)."""
 
@@ -136,6 +139,9 @@ def _tuples(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
 class SqliteStore(Store):
     def __init__(self, path: Path) -> None:
         self.path, self.url = path, f"sqlite:///{path}"
+
+    def analyze(self) -> None:
+        """Nothing: the looks' queries use their indexes on SQLite without planner statistics."""
 
     def insert(self, predictions: pd.DataFrame, feedback: pd.DataFrame) -> None:
         with sqlite3.connect(self.path, timeout=60) as connection:
