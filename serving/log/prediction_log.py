@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +33,8 @@ from typing import Any
 import orjson
 import pandas as pd
 import sqlalchemy as sa
+
+SQLITE_BUSY_S = 30.0  # how long a SQLite writer waits for another's lock
 
 PREDICTION_COLUMNS = ("request_id", "row_index", "routing_key", "variant", "model_version", "shadow", "ts",
                       "latency_ms", "status", "error", "features", "prediction", "score", "baseline_ms", "forced",
@@ -251,14 +255,25 @@ def open_engine(url: str) -> sa.Engine:
         return sa.create_engine(parsed, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_S, "check_same_thread": False})
     sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    """WAL and NORMAL sync on every connection. Switching a new file to WAL takes an exclusive lock, and
+    SQLite answers "database is locked" at once (without its busy timeout) while another connection holds
+    one, as when several servers open a new store together: retried for up to the busy timeout."""
     cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    deadline = time.monotonic() + SQLITE_BUSY_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 

@@ -239,5 +239,8 @@ def sleeping_model_dir(churn: pd.DataFrame, features: list[str], tmp_path_factor
 
 @pytest.fixture(scope="session")
 def slow_model_dir(churn: pd.DataFrame, features: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A pyfunc (models from code) that takes 150 ms per prediction call, whatever its size."""
-    return router_models.sleeping_model(churn, features, tmp_path_factory.mktemp("slow"), seconds=0.15)
+    """A pyfunc (models from code) that spends a fixed amount of CPU per call, whatever its size: about
+    170 ms on an idle core, some ten times the churn model's call on a few rows. CPU work, not a sleep,
+    so that a loaded machine slows it as it slows the champion beside it (a 150 ms sleep stayed 150 ms
+    while the champion's call grew to 80 ms under load, and the ratio fell under 3)."""
+    return router_models.busy_model(churn, features, tmp_path_factory.mktemp("slow"), iterations=3_000_000)

@@ -37,6 +37,22 @@ class Sleeper(PythonModel):
 mlflow.models.set_model(Sleeper())
 """
 
+BUSY_CODE = """
+import mlflow
+from mlflow.pyfunc import PythonModel
+
+
+class Busy(PythonModel):
+    def predict(self, context, model_input, params=None):
+        total = 0
+        for i in range({iterations}):  # a fixed amount of CPU work: a busy machine slows it as it slows others
+            total += i & 7
+        return ["no"] * len(model_input)
+
+
+mlflow.models.set_model(Busy())
+"""
+
 
 def save_sklearn(model: object, x: pd.DataFrame, y: pd.Series, path: Path) -> Path:
     import mlflow.sklearn
@@ -71,11 +87,20 @@ def raising_model(churn: pd.DataFrame, features: list[str], categorical: list[st
 
 def sleeping_model(churn: pd.DataFrame, features: list[str], root: Path, seconds: float = 2.0) -> Path:
     """A models-from-code pyfunc that sleeps `seconds` per call, then answers 'no'."""
+    return _code_model(churn, features, root, SLEEPING_CODE.format(seconds=seconds))
+
+
+def busy_model(churn: pd.DataFrame, features: list[str], root: Path, iterations: int) -> Path:
+    """A models-from-code pyfunc that spends a fixed amount of CPU per call, then answers 'no'."""
+    return _code_model(churn, features, root, BUSY_CODE.format(iterations=iterations))
+
+
+def _code_model(churn: pd.DataFrame, features: list[str], root: Path, source: str) -> Path:
     import mlflow.pyfunc
     from mlflow.models import infer_signature
 
-    code = root / "sleeper.py"
-    code.write_text(SLEEPING_CODE.format(seconds=seconds), encoding="utf-8")
+    code = root / "model_code.py"
+    code.write_text(source, encoding="utf-8")
     x = churn[features].head(50)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
