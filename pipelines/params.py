@@ -116,6 +116,9 @@ class RolloutConfig(StrictModel):
     poll_interval_s: float = Field(10.0, gt=0.0, description="Seconds between looks in `mlgate rollout run`.")
     lock_ttl_s: float = Field(900.0, gt=0.0, description="A controller lock without heartbeat this long is stale.")
     prediction_log_url: str | None = Field(None, description="Where the server logs; None: serving.prediction_log.url.")
+    log_settle_s: float = Field(
+        60.0, gt=0.0, description="PostgreSQL log: how long a look waits for a row number an open transaction "
+        "skipped before taking it as rolled back (longer than any server's write transaction).")
     shadow: ShadowConfig = ShadowConfig()
     canary: CanaryConfig = CanaryConfig()
 

@@ -78,6 +78,7 @@ def build_controller(ctx: RunContext, settings: RolloutSettings, backend: Traffi
         settings.log_url, params.rollout.shadow, params.rollout.canary, params.model.task,
         positive_class=params.model.positive_class, numeric=list(params.data.numeric),
         categorical=list(params.data.categorical), drift=params.gates.data.drift, reference=training_reference(ctx),
+        settle_s=params.rollout.log_settle_s,
     )
     return RolloutController(
         RolloutStore(ctx.tracking_uri, params.model.name),
