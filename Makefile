@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATASETS_DIR ?= /tmp/mlgate-public-datasets
+TEST_WORKERS ?= 2  # pytest-xdist processes for `make test` (tests of one file stay in one process)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export GIT_PYTHON_REFRESH := quiet
@@ -22,7 +23,7 @@ demo: install
 	$(BIN)/mlgate demo
 
 test: install
-	$(BIN)/python -m pytest -q --durations=25
+	$(BIN)/python -m pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadfile
 
 bench: install
 	$(BIN)/python -m benchmarks
