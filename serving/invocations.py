@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +43,8 @@ _TRUE, _FALSE = frozenset({"1", "true", "yes"}), frozenset({"0", "false", "no"})
 # event loop keeps answering others.
 OFFLOAD_BYTES = 256 * 1024
 OFFLOAD_CELLS = 20_000
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # the version and variant bits of a UUID
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
 
 
 @dataclass
@@ -53,6 +55,7 @@ class _Call:
     ts: float
     request_id: str
     routes: ActiveRoutes
+    headers: Mapping[str, str]
     key: str | None = None
     runtime: Runtime | None = None
     parsed: ParsedInput | None = None
@@ -64,10 +67,11 @@ class _Call:
 
 async def invoke(state: ServerState, request: Request) -> Response:
     """Answer one scoring request; never raises."""
-    call = _Call(time.perf_counter(), time.time(), new_request_id(), state.routes)  # the one read of the table
+    headers = header_map(request)
+    call = _Call(time.perf_counter(), time.time(), "", state.routes, headers)  # the one read of the table
     code: str | None = None
     try:
-        call.request_id = request_id_of(request.headers)
+        call.request_id = request_id_of(headers)
         status, content = 200, encode_json(await _answer(state, call, request))
     except RequestError as exc:
         status, payload, code = exc.status, exc.body(), exc.code
@@ -85,6 +89,7 @@ async def invoke(state: ServerState, request: Request) -> Response:
         log.exception("request %s: unexpected server error", call.request_id)
         status, code = 500, "internal_error"
         payload = error_body(code, "unexpected server error; it is logged with this request id")
+    call.request_id = call.request_id or new_request_id()  # an invalid X-Request-Id is replaced
     if code is not None:
         payload["error"]["request_id"] = call.request_id
         content = encode_json(payload)
@@ -94,23 +99,22 @@ async def invoke(state: ServerState, request: Request) -> Response:
 
 async def _answer(state: ServerState, call: _Call, request: Request) -> dict[str, Any]:
     """Route, read, check and predict; the response body."""
-    config, headers = state.config, request.headers
+    config, headers = state.config, call.headers
     name = forced_variant(call.routes.table, headers, config.routing.forced_variants)
     call.forced = name is not None
     call.key = headers.get(ROUTING_KEY_HEADER) or None
     if name is None and call.key is None and config.routing.key_column is not None:
-        call.parsed = await _parsed(request, config)
+        call.parsed = await _parsed(request, headers, config)
         call.key = column_key(call.parsed, config.routing.key_column)
     if name is None:
         name = state.router.choose(call.routes.table, call.key, call.routes.versions)
     call.runtime = call.routes.runtime(name)
     variant = call.runtime.variant
-    method = predict_method(request, variant)
+    method = predict_method(request, headers, variant)
     if call.parsed is None:
-        call.parsed = await _parsed(request, config)
+        call.parsed = await _parsed(request, headers, config)
     call.batch = await checked_batch(call.parsed, variant, config)
-    submit = call.runtime.batcher.submit(call.batch, method)
-    rows = await asyncio.wait_for(submit, config.request_timeout_s)
+    rows = await call.runtime.batcher.submit(call.batch, method, config.request_timeout_s)
     return _body(call, variant, method, rows)
 
 
@@ -150,8 +154,17 @@ def _after(state: ServerState, call: _Call, status: int, code: str | None, messa
             runner.offer(job)
 
 
+def header_map(request: Request) -> dict[str, str]:
+    """The request's headers as a plain dict, built in one pass: Starlette's `Headers.get` scans the
+    list on every lookup and raises inside for each absent header, and a request looks up six. A
+    repeated header keeps its first value, as `Headers.get` does (ASGI servers send names lowercased)."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(request.scope["headers"])}
+
+
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """A random version-4 UUID in hex, as `uuid.uuid4().hex` gives, without building a UUID object."""
+    value = int.from_bytes(os.urandom(16), "big") & _UUID4_CLEAR | _UUID4_SET
+    return f"{value:032x}"
 
 
 def request_id_of(headers: Mapping[str, str]) -> str:
@@ -164,11 +177,11 @@ def request_id_of(headers: Mapping[str, str]) -> str:
     return given
 
 
-def predict_method(request: Request, variant: Variant) -> PredictMethod:
+def predict_method(request: Request, headers: Mapping[str, str], variant: Variant) -> PredictMethod:
     """`predict`, or `predict_proba` when asked by `?proba=true` or `X-Predict-Proba: true`."""
-    flag = request.query_params.get("proba")
+    flag = request.query_params.get("proba") if request.scope.get("query_string") else None
     if flag is None:
-        flag = request.headers.get(PROBA_HEADER)
+        flag = headers.get(PROBA_HEADER)
     if flag is None or flag.strip().lower() in _FALSE:
         return variant.answer_method
     if flag.strip().lower() not in _TRUE:
@@ -178,9 +191,10 @@ def predict_method(request: Request, variant: Variant) -> PredictMethod:
     return "predict_proba"
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed `limit` bytes."""
-    declared = request.headers.get("content-length")
+async def read_body(request: Request, limit: int, headers: Mapping[str, str] | None = None) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed `limit` bytes (`headers`:
+    the request's, when the caller already has them as a dict)."""
+    declared = (request.headers if headers is None else headers).get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large("body_too_large", f"the body has {declared} bytes; the limit is {limit}")
     chunks, size = [], 0
@@ -192,11 +206,11 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _parsed(request: Request, config: ServingConfig) -> ParsedInput:
+async def _parsed(request: Request, headers: Mapping[str, str], config: ServingConfig) -> ParsedInput:
     """The body read (bounded) and parsed; in a thread when it is large."""
-    content_type = request.headers.get("content-type")
+    content_type = headers.get("content-type")
     media_type_of(content_type)  # 415 before reading a body we cannot parse
-    body = await read_body(request, config.max_body_bytes)
+    body = await read_body(request, config.max_body_bytes, headers)
     if len(body) > OFFLOAD_BYTES:
         return await asyncio.to_thread(parse_body, body, content_type)
     return parse_body(body, content_type)

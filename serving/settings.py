@@ -19,7 +19,9 @@ class MicroBatchConfig(StrictModel):
 
     enabled: bool = True
     max_batch_rows: int = Field(256, ge=1)
-    max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0)
+    # The longest a batch waits for more requests; within it, a batch waits at most half of what one model
+    # call costs, measured as it serves (mlgate.serving.batching), so a cheap model holds requests less.
+    max_wait_ms: float = Field(10.0, ge=0.0, le=1000.0)
     # Native threads (OpenMP, BLAS) per model call. 1 leaves a core to the event loop and avoids
     # OpenMP spin-waiting when cores are shared; 0 keeps the libraries' own default.
     model_threads: int = Field(1, ge=0)

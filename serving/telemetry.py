@@ -9,6 +9,8 @@ and the prediction log's writes and drops. deploy/grafana/mlgate.json charts the
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -60,13 +62,24 @@ class ServerMetrics:
             registry=self.registry,
         )
         self.routing = RoutingMetrics(self.registry)
+        self._series: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     def observe_request(self, variant: str, status: int, seconds: float, error_code: str | None = None) -> None:
-        status_class = f"{status // 100}xx"
-        self.requests.labels(variant, status_class).inc()
-        self.latency.labels(variant, status_class).observe(seconds)
+        count, latency = self._request_series(variant, status // 100)
+        count.inc()
+        latency.observe(seconds)
         if error_code is not None:
             self.errors.labels(variant, error_code).inc()
+
+    def _request_series(self, variant: str, status_class: int) -> tuple[Any, Any]:
+        """The labelled request counter and latency histogram, looked up once per (variant, class): every
+        request counts itself, and prometheus_client's `labels()` takes a lock and builds keys each call."""
+        key = (variant, status_class)
+        series = self._series.get(key)
+        if series is None:
+            label = f"{status_class}xx"
+            series = self._series[key] = (self.requests.labels(variant, label), self.latency.labels(variant, label))
+        return series
 
     def observe_batch(self, variant: str, requests: int, rows: int, seconds: float) -> None:
         self.predict_calls.labels(variant).inc()

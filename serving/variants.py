@@ -8,12 +8,14 @@ and nothing pickle-based unless `serving.allow_pickle` is set (MLflow's own defa
 from __future__ import annotations
 
 import dataclasses
-import functools
+import gc
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+import numpy as np
 
 from mlgate.gates.result import first_line
 from mlgate.serving.frames import build_frame, output_rows, split_rows
@@ -24,6 +26,8 @@ from mlgate.serving.validation import FeatureBatch, InputSchema
 # predict_scored: labels with the positive-class probability, as [label, score] rows (binary classifiers).
 PredictMethod = Literal["predict", "predict_proba", "predict_scored"]
 DEFAULT_VARIANT = "default"
+# Collections of the middle generation between two of the oldest (Python's default: 10); see freeze_long_lived.
+FULL_COLLECTION_EVERY = 100
 
 _NAMED_URI = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)=(?P<uri>.+)$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
@@ -91,9 +95,25 @@ def labels_with_scores(model: Any, frame: Any, positive_index: int) -> list[list
         for _, step in model.steps[:-1]:
             if step is not None and step != "passthrough":
                 features = step.transform(features)
-    labels = output_rows(final.predict(features), len(frame))
-    scores = final.predict_proba(features)[:, positive_index].tolist()
+    predicted, probabilities = labels_and_probabilities(final, features)
+    labels = output_rows(predicted, len(frame))
+    scores = probabilities[:, positive_index].tolist()
     return [[label, score] for label, score in zip(labels, scores, strict=True)]
+
+
+def labels_and_probabilities(estimator: Any, features: Any) -> tuple[Any, Any]:
+    """`estimator.predict(features)` and `estimator.predict_proba(features)`. Both methods of a
+    HistGradientBoostingClassifier walk every tree (`_raw_predict`) and differ only in the last step,
+    so for exactly that class the trees are walked once and both last steps taken as its methods take
+    them: half the tree walks of the default model's served calls (issue 18).
+    tests/serving/test_one_pass_scores.py checks that the two ways agree bit for bit."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    if type(estimator) is not HistGradientBoostingClassifier:
+        return estimator.predict(features), estimator.predict_proba(features)
+    raw = estimator._raw_predict(features)
+    encoded = (raw.ravel() > 0).astype(int) if raw.shape[1] == 1 else np.argmax(raw, axis=1)
+    return estimator.classes_[encoded], estimator._loss.predict_proba(raw)
 
 
 def with_positive_class(variant: Variant, positive_class: str | None) -> Variant:
@@ -136,8 +156,29 @@ def load_variant(name: str, uri: str, policy: LoadPolicy | None = None) -> Varia
 
 
 def variant_loader(config: ServingConfig) -> Callable[[str, str], Variant]:
-    """`load_variant` with the server's load policy (pickle consent, skops trust list)."""
-    return functools.partial(load_variant, policy=LoadPolicy.of(config))
+    """`load_variant` with the server's load policy (pickle consent, skops trust list), freezing what
+    the load left alive out of the garbage collector's reach (`freeze_long_lived`)."""
+    policy = LoadPolicy.of(config)
+
+    def load(name: str, uri: str) -> Variant:
+        variant = load_variant(name, uri, policy)
+        freeze_long_lived()
+        return variant
+
+    return load
+
+
+def freeze_long_lived() -> None:
+    """Move every object alive now (models, imported libraries) out of the collector's generations, and
+    collect the oldest generation a tenth as often. Under load the oldest generation was collected twice
+    a second, each time walking the model, pandas, scikit-learn and MLflow (60-100 ms with the GIL held:
+    the server's p99, issue 18); once the feedback join's recent answers fill up, still 40 ms each for a
+    few dozen objects freed. Unfreezing first lets this collection free models unloaded since."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
 
 
 def pin_registry_version(uri: str) -> tuple[str, str | None]:

@@ -168,20 +168,22 @@ class PredictionEntry:
 
     def rows(self) -> list[dict[str, Any]]:
         """The database rows of this entry (at least one, even for a request without rows)."""
-        columns = self.columns or {}
-        common = {"request_id": self.request_id, "routing_key": self.routing_key, "variant": self.variant,
-                  "model_version": self.model_version, "shadow": int(self.shadow), "ts": self.ts,
-                  "latency_ms": self.latency_ms, "status": self.status, "error": self.error,
-                  "baseline_ms": _finite_or_none(self.baseline_ms), "forced": int(self.forced),
-                  "route_version": self.route_version}
+        return [dict(zip(PREDICTION_COLUMNS, values, strict=True)) for values in self.row_values()]
+
+    def row_values(self) -> list[tuple[Any, ...]]:
+        """`rows()` as tuples in PREDICTION_COLUMNS order: what the writer inserts, built without a dict
+        per row (the writer shares the GIL with the request path)."""
+        columns = tuple((self.columns or {}).items()) if self.n_rows else ()
+        predictions, scores = self.predictions, self.scores
+        common = (self.routing_key, self.variant, self.model_version, int(self.shadow), self.ts, self.latency_ms,
+                  self.status, self.error)  # after request_id and row_index
+        tail = (_finite_or_none(self.baseline_ms), int(self.forced), self.route_version)
         rows = []
         for i in range(max(self.n_rows, 1)):
-            features = {name: values[i] for name, values in columns.items()} if self.n_rows else {}
-            prediction = self.predictions[i] if self.predictions is not None and i < len(self.predictions) else None
-            score = self.scores[i] if self.scores is not None and i < len(self.scores) else None
-            rows.append({**common, "row_index": i, "features": json_text(features),
-                         "prediction": None if prediction is None else json_text(prediction),
-                         "score": _finite_or_none(score)})
+            prediction = predictions[i] if predictions is not None and i < len(predictions) else None
+            score = scores[i] if scores is not None and i < len(scores) else None
+            rows.append((self.request_id, i, *common, json_text({name: values[i] for name, values in columns}),
+                         None if prediction is None else json_text(prediction), _finite_or_none(score), *tail))
         return rows
 
 

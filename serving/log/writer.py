@@ -31,6 +31,7 @@ from mlgate.serving.log.migrations import migrate
 from mlgate.serving.log.prediction_log import (
     BANDIT_ARMS,
     FEEDBACK,
+    PREDICTION_COLUMNS,
     PREDICTIONS,
     SHADOW_SHED,
     PredictionEntry,
@@ -309,7 +310,7 @@ class PredictionLog:
                 arms[key] = arms[key].then(change) if key in arms else change
         self._insert(predictions, feedback, [arms[key] for key in sorted(arms)], shed)
 
-    def _insert(self, predictions: list[dict[str, Any]], feedback: list[dict[str, Any]], arms: list[ArmChange],
+    def _insert(self, predictions: list[tuple[Any, ...]], feedback: list[dict[str, Any]], arms: list[ArmChange],
                 shed: list[dict[str, Any]]) -> None:
         """One transaction; arms in key order, so two servers updating the same arms never deadlock."""
         assert self._engine is not None
@@ -317,7 +318,7 @@ class PredictionLog:
             if shed:
                 connection.execute(SHADOW_SHED.insert(), shed)
             if predictions:
-                connection.execute(PREDICTIONS.insert(), predictions)
+                insert_predictions(connection, predictions)
             if feedback:
                 connection.execute(FEEDBACK.insert(), feedback)
             now = time.time()
@@ -333,7 +334,21 @@ def _encoded(item: tuple[str, Any], features: FeaturePolicy) -> tuple[str, Any]:
         return kind, payload
     if features.active:
         payload = replace(payload, columns=features.apply(payload.columns))
-    return kind, payload.rows()
+    return kind, payload.row_values()
+
+
+_SQLITE_INSERT = (f"INSERT INTO {PREDICTIONS.name} ({', '.join(PREDICTION_COLUMNS)}) "
+                  f"VALUES ({', '.join('?' * len(PREDICTION_COLUMNS))})")
+
+
+def insert_predictions(connection: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert prediction rows (PREDICTION_COLUMNS tuples). On SQLite straight to the driver's executemany:
+    SQLAlchemy's per-row parameter handling cost more than the insert itself, under the GIL the request
+    path needs; its text type only changes values on PostgreSQL, which keeps the SQLAlchemy insert."""
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql(_SQLITE_INSERT, rows)
+    else:
+        connection.execute(PREDICTIONS.insert(), [dict(zip(PREDICTION_COLUMNS, row, strict=True)) for row in rows])
 
 
 def _prediction_rows(item: tuple[str, Any]) -> int:

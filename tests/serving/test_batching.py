@@ -134,3 +134,54 @@ def test_a_request_that_timed_out_is_not_predicted() -> None:
     result, _ = asyncio.run(_with_batcher(model, scenario, max_rows=256, max_wait_ms=0.0))
     assert result == [2]
     assert model.calls == [[1]]
+
+
+def test_a_request_fails_at_its_timeout_even_while_its_model_call_runs() -> None:
+    model = RecordingModel(delay_s=0.5)
+
+    async def scenario(batcher: MicroBatcher) -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            await batcher.submit(_batch(1), "predict", timeout_s=0.08)
+        return loop.time() - started
+
+    waited, _ = asyncio.run(_with_batcher(model, scenario, max_rows=256, max_wait_ms=0.0))
+    assert 0.08 <= waited < 0.3  # due after 0.08 s (late by at most an eighth), not after the 0.5 s call
+    assert model.calls == [[1]]
+
+
+def test_a_batch_gathers_for_half_a_model_call_not_for_max_wait() -> None:
+    model = RecordingModel(delay_s=0.01)
+
+    async def scenario(batcher: MicroBatcher) -> list[float]:
+        loop = asyncio.get_running_loop()
+        latencies = []
+        for value in range(4):  # one request at a time: nothing else will join its batch
+            started = loop.time()
+            await batcher.submit(_batch(value), "predict")
+            latencies.append(loop.time() - started)
+        return latencies
+
+    latencies, _ = asyncio.run(_with_batcher(model, scenario, max_rows=256, max_wait_ms=400.0))
+    assert latencies[0] >= 0.35  # before any call, the wait is max_wait (0.4 s)
+    assert max(latencies[1:]) < 0.3  # then about half of a 10 ms call (5 ms), far below max_wait
+
+
+def test_a_batch_goes_once_it_holds_as_many_requests_as_the_latest_call() -> None:
+    model = RecordingModel(delay_s=0.2)
+
+    async def scenario(batcher: MicroBatcher) -> float:
+        await asyncio.gather(*[batcher.submit(_batch(1), "predict") for _ in range(3)])
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first = batcher.submit(_batch(2), "predict")
+        for value in (3, 4):  # the other two come back 5 ms apart, well inside the 100 ms window
+            await asyncio.sleep(0.005)
+            batcher.submit(_batch(value), "predict")
+        await first
+        return loop.time() - started
+
+    latency, _ = asyncio.run(_with_batcher(model, scenario, max_rows=256, max_wait_ms=300.0))
+    assert model.calls == [[1, 1, 1], [1, 1, 1]]
+    assert latency < 0.27  # about 10 ms of arrivals + the 200 ms call; the window alone would add 100 ms
