@@ -22,6 +22,26 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
+# The files whose tests take longest (over a minute each on 2 cores), longest first. `make test` runs
+# files in two processes (pytest-xdist, --dist loadfile), which take files in collection order: starting
+# these first keeps one long file from running alone at the end while the other process idles.
+LONGEST_FILES = (
+    "tests/test_wheel.py", "tests/pipelines/test_user_training.py", "tests/pipelines/test_public_datasets.py",
+    "tests/pipelines/test_deepchecks_tasks.py", "tests/pipelines/test_deepchecks_env.py",
+    "tests/pipelines/test_latency_gate_stage.py", "tests/pipelines/test_rollout_live.py",
+    "tests/pipelines/test_byom_gates.py", "tests/pipelines/test_demo_degraded.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the LONGEST_FILES first, in that order; every other test keeps its place after them."""
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+
+    def file_rank(item: pytest.Item) -> int:
+        return rank.get(Path(item.path).relative_to(REPO).as_posix(), len(rank))
+
+    items.sort(key=file_rank)  # stable: the order within a file, and of the other files, is kept
+
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
