@@ -23,8 +23,9 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 # The files whose tests take longest (over a minute each on 2 cores), longest first. `make test` runs
-# files in two processes (pytest-xdist, --dist loadfile), which take files in collection order: starting
-# these first keeps one long file from running alone at the end while the other process idles.
+# files in two processes (pytest-xdist, --dist loadfile --no-loadscope-reorder), which take files in
+# collection order (without the option, xdist puts the files with the most tests first): starting these
+# first keeps one long file from running alone at the end while the other process idles.
 LONGEST_FILES = (
     "tests/test_wheel.py", "tests/pipelines/test_user_training.py", "tests/pipelines/test_public_datasets.py",
     "tests/pipelines/test_deepchecks_tasks.py", "tests/pipelines/test_deepchecks_env.py",
