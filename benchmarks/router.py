@@ -29,11 +29,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from benchmarks import publish
-from benchmarks.load import LoadResult, command_line, model_and_holdout, round_arguments, run_load
-from benchmarks.serving import pooled, single_row_bodies
+from benchmarks.load import LoadResult, command_line, round_arguments, run_load
+from benchmarks.serving import model_and_bodies, pooled
 
 TITLE = "Router: routing + prediction log vs the single-model server"
 MAX_THROUGHPUT_LOSS = 0.10
@@ -178,14 +176,10 @@ same GIL as the champion's calls.
 def main(argv: list[str] | None = None) -> int:
     parser = round_arguments("python -m benchmarks.router", __doc__.splitlines()[0])
     args = parser.parse_args(argv)
-    if (paths := model_and_holdout(args)) is None:
+    if (found := model_and_bodies(args)) is None:
         return 2
-    model, holdout = paths
-    from mlgate.serving.loading import load_sklearn_model
+    model, bodies = found
     from mlgate.serving.log.prediction_log import read_predictions
-
-    bodies = single_row_bodies(pd.read_parquet(holdout), load_sklearn_model(str(model)).input_columns)
-    args.rows = len(bodies)
     before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="mlgate-bench-router-") as tmp:
         with servers(model, Path(tmp)) as running:

@@ -52,6 +52,19 @@ def single_row_bodies(holdout: pd.DataFrame, signature: list[dict[str, Any]]) ->
     return bodies
 
 
+def model_and_bodies(args: argparse.Namespace) -> tuple[Path, list[bytes]] | None:
+    """The model directory the options name and one single-row body per holdout row (`args.rows` set to
+    their number), or None after saying what is missing."""
+    if (paths := model_and_holdout(args)) is None:
+        return None
+    model, holdout = paths
+    from mlgate.serving.loading import load_sklearn_model
+
+    bodies = single_row_bodies(pd.read_parquet(holdout), load_sklearn_model(str(model)).input_columns)
+    args.rows = len(bodies)
+    return model, bodies
+
+
 def _native(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
@@ -212,14 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = round_arguments("python -m benchmarks.serving", __doc__.splitlines()[0])
     parser.add_argument("--mlflow-workers", type=int, default=1)
     args = parser.parse_args(argv)
-    if (paths := model_and_holdout(args)) is None:
+    if (found := model_and_bodies(args)) is None:
         return 2
-    model, holdout = paths
-    from mlgate.serving.loading import load_sklearn_model
-
-    signature = load_sklearn_model(str(model)).input_columns
-    bodies = single_row_bodies(pd.read_parquet(holdout), signature)
-    args.rows = len(bodies)
+    model, bodies = found
     before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="mlgate-bench-serving-") as tmp, \
             mlgate_server(model, config := mlgate_config(Path(tmp)), Path(tmp)) as ours, \

@@ -33,12 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from benchmarks import publish
 from benchmarks._serving_speed_report import model_costs, report
-from benchmarks.load import LoadResult, model_and_holdout, round_arguments, run_load
-from benchmarks.serving import pooled, single_row_bodies
+from benchmarks.load import LoadResult, round_arguments, run_load
+from benchmarks.serving import model_and_bodies, pooled
 
 TITLE = "Serving speed: mlgate serve vs the HTTP floor"
 FLOOR, LOG_ON, LOG_OFF, SHADOW, BEFORE = "floor", "log on", "log off", "shadow", "before"
@@ -156,13 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="add a py-spy round per server (needs py-spy)")
     parser.add_argument("--baseline", metavar="COMMIT", help="also serve this commit's server (log on), as 'before'")
     args = parser.parse_args(argv)
-    if (paths := model_and_holdout(args)) is None:
+    if (found := model_and_bodies(args)) is None:
         return 2
-    model, holdout = paths
-    from mlgate.serving.loading import load_sklearn_model
-
-    bodies = single_row_bodies(pd.read_parquet(holdout), load_sklearn_model(str(model)).input_columns)
-    args.rows = len(bodies)
+    model, bodies = found
     costs = model_costs(model, bodies)
     before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="mlgate-bench-speed-") as tmp, servers(model, Path(tmp), args.baseline) as running:
