@@ -69,8 +69,10 @@ def log_training_run(
     tags: dict[str, str],
     input_example: Any,
     model_dir: Path,
+    bundle_dir: Path | None = None,
 ) -> LoggedRun:
     """Log params, metrics, tags and the skops-serialized model as one run; copy the model to `model_dir`.
+    `bundle_dir`: a folder logged into the model as its subfolder of that name (mlgate's part of the bundle).
 
     The model directory is written atomically: on any failure the previous one stays in place.
     """
@@ -100,6 +102,8 @@ def log_training_run(
             skops_trusted_types=trusted_types_for(model),
             pip_requirements=_pip_requirements(),
         )
+        if bundle_dir is not None:
+            mlflow.MlflowClient().log_model_artifacts(info.model_id, str(bundle_dir), Path(bundle_dir).name)
         _download_atomically(info.model_uri, model_dir)
     return LoggedRun(run.info.run_id, run.info.experiment_id, info.model_uri, info.model_id, tracking_uri)
 

@@ -72,6 +72,16 @@ class DataConfig(StrictModel):
         return [*self.numeric, *self.categorical]
 
 
+class OutlierDetectorConfig(StrictModel):
+    """The outlier detector fitted on the training features and stored in the model's bundle
+    (`mlgate/outliers/`): the server flags rows unlike the training data (docs/OUTLIERS.md)."""
+
+    enabled: bool = True
+    share: float = Field(0.01, gt=0.0, lt=0.5, description="Share of training rows the detector flags (its calibration).")
+    n_estimators: int = Field(100, ge=10, le=1000)
+    max_samples: int = Field(256, ge=16, le=100_000)
+
+
 class TrainConfig(StrictModel):
     """The `train` stage: mlgate's trainer (`estimator`), or the team's own training code (`command`).
 
@@ -93,6 +103,7 @@ class TrainConfig(StrictModel):
     )
     seed: int = 42
     model_dir: str = "models/candidate"
+    outliers: OutlierDetectorConfig = OutlierDetectorConfig()
 
     @model_validator(mode="after")
     def _one_trainer(self) -> TrainConfig:

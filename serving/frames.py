@@ -20,9 +20,13 @@ _FLOAT_DTYPES = {"float": np.float32, "double": np.float64}
 
 def build_frame(schema: InputSchema | None, batches: Sequence[FeatureBatch]) -> pd.DataFrame:
     """One DataFrame holding every row of `batches`, in signature column order."""
+    return pd.DataFrame(build_columns(schema, batches), copy=False)
+
+
+def build_columns(schema: InputSchema | None, batches: Sequence[FeatureBatch]) -> dict[str, np.ndarray]:
+    """`build_frame`'s columns as arrays, in signature column order."""
     specs = _specs_present(schema, batches)
-    data = {spec.name: _column_array(spec, _concat(spec.name, batches)) for spec in specs}
-    return pd.DataFrame(data, copy=False)
+    return {spec.name: _column_array(spec, _concat(spec.name, batches)) for spec in specs}
 
 
 def _specs_present(schema: InputSchema | None, batches: Sequence[FeatureBatch]) -> list[ColumnSpec]:

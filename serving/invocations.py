@@ -1,7 +1,9 @@
 """POST /invocations: one request through routing, size limits, parsing, validation and the batcher.
 
 Every outcome is a value: a JSON body, a status and the headers `X-Request-Id`, `X-Model-Variant`,
-`X-Model-Version` and `X-Route-Version` (the route table that routed it). A bad request is a 4xx
+`X-Model-Version` and `X-Route-Version` (the route table that routed it); an answer of a variant whose
+bundle has an outlier detector also has `X-Outlier-Count` (rows flagged) and `X-Outlier-Rows` (their 0-based
+indices, comma-separated, at most `serving.outliers.max_header_rows` of them; empty when none). A bad request is a 4xx
 naming the problem; only a model that raises (500), a model too slow (504) or a defect in this
 server (500) give a 5xx, always with the request id. After the answer is ready, the request is
 counted, its variant's answer is queued for the prediction log and it is offered to the shadows;
@@ -24,6 +26,7 @@ from starlette.responses import Response
 
 from mlgate.serving.batching import PredictionError
 from mlgate.serving.log.prediction_log import PredictionEntry, json_text
+from mlgate.serving.probing import suspicious_rows
 from mlgate.serving.protocol import REQUEST_ID, ParsedInput, media_type_of, parse_body
 from mlgate.serving.request_errors import RequestError, bad_request, error_body, too_large
 from mlgate.serving.routing.router import ROUTING_KEY_HEADER, forced_variant
@@ -32,7 +35,7 @@ from mlgate.serving.settings import ServingConfig
 from mlgate.serving.shadow.mirror import ShadowJob
 from mlgate.serving.telemetry import UNROUTED
 from mlgate.serving.validation import FeatureBatch, validate
-from mlgate.serving.variants import PredictMethod, Variant
+from mlgate.serving.variants import PredictMethod, Variant, outlier_flags
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,9 @@ class _Call:
     batch: FeatureBatch | None = None
     labels: list[Any] | None = None
     scores: list[Any] | None = None
+    outliers: list[bool] | None = None
+    probabilities: list[Any] | None = None  # predict_proba rows (for the probing watch)
+    client: str | None = None
     forced: bool = False
 
 
@@ -69,6 +75,7 @@ async def invoke(state: ServerState, request: Request) -> Response:
     """Answer one scoring request; never raises."""
     headers = header_map(request)
     call = _Call(time.perf_counter(), time.time(), "", state.routes, headers)  # the one read of the table
+    call.client = request.client.host if request.client is not None else None
     code: str | None = None
     try:
         call.request_id = request_id_of(headers)
@@ -94,7 +101,10 @@ async def invoke(state: ServerState, request: Request) -> Response:
         payload["error"]["request_id"] = call.request_id
         content = encode_json(payload)
     _after(state, call, status, code, payload["error"]["message"] if code is not None else None)
-    return _json_response(status, content, call)
+    response = _json_response(status, content, call)
+    if code is None and call.outliers is not None:
+        response.headers.update(outlier_headers(call.outliers, state.config.outliers.max_header_rows))
+    return response
 
 
 async def _answer(state: ServerState, call: _Call, request: Request) -> dict[str, Any]:
@@ -115,6 +125,7 @@ async def _answer(state: ServerState, call: _Call, request: Request) -> dict[str
         call.parsed = await _parsed(request, headers, config)
     call.batch = await checked_batch(call.parsed, variant, config)
     rows = await call.runtime.batcher.submit(call.batch, method, config.request_timeout_s)
+    call.outliers = outlier_flags(rows)
     return _body(call, variant, method, rows)
 
 
@@ -126,6 +137,7 @@ def _body(call: _Call, variant: Variant, method: PredictMethod, rows: list[Any])
     if method == "predict_proba":
         classes = list(variant.classes or ())
         call.labels = [classes[max(range(len(p)), key=p.__getitem__)] if classes else None for p in rows]
+        call.probabilities = rows
         call.scores = [p[variant.positive_index] for p in rows] if variant.scored else None
         return {"predictions": rows, "classes": classes}
     call.labels = rows
@@ -146,12 +158,31 @@ def _after(state: ServerState, call: _Call, status: int, code: str | None, messa
     state.record(PredictionEntry(
         call.request_id, call.key, variant.name, variant.version, False, call.ts, seconds * 1000.0, status,
         None if code is None else f"{code}: {message}", columns, parsed.n_rows if parsed else 0,
-        call.labels, call.scores, forced=call.forced, route_version=call.routes.table.version))
+        call.labels, call.scores, forced=call.forced, route_version=call.routes.table.version,
+        outliers=call.outliers if code is None else None))
+    if code is None:
+        _watch(state, call, parsed.n_rows if parsed else 0)
     if parsed is not None and parsed.n_rows > 0:
         job = ShadowJob(call.request_id, call.key, call.ts, parsed, variant, call.batch, call.labels, call.forced,
                         call.routes.table.version)
         for runner in call.routes.shadow_runners(variant.name):
             runner.offer(job)
+
+
+def _watch(state: ServerState, call: _Call, rows: int) -> None:
+    """Count an answered request's outliers (per variant) and its suspicious rows (per key, for probing)."""
+    if call.outliers is not None:
+        state.metrics.observe_outliers(call.runtime.variant.name, len(call.outliers), sum(call.outliers))
+    probing = state.probing
+    if probing is not None and (call.key or call.client):
+        suspicious = suspicious_rows(call.outliers, call.scores, call.probabilities, probing.config.boundary_margin)
+        probing.observe(call.key or f"client:{call.client}", rows, suspicious)
+
+
+def outlier_headers(flags: list[bool], max_rows: int) -> dict[str, str]:
+    """X-Outlier-Count (exact) and X-Outlier-Rows (the first `max_rows` flagged row indices)."""
+    flagged = [i for i, flag in enumerate(flags) if flag]
+    return {"X-Outlier-Count": str(len(flagged)), "X-Outlier-Rows": ",".join(map(str, flagged[:max_rows]))}
 
 
 def header_map(request: Request) -> dict[str, str]:

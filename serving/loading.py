@@ -20,7 +20,7 @@ import warnings
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -29,6 +29,9 @@ from mlgate.serving.pickle_guard import CONSENT_HINT, MLFLOW_FLAG, mlflow_pickle
 from mlgate.serving.settings import DEFAULT_TRUSTED_TYPES, ServingConfig
 from mlgate.serving.skops_trust import UntrustedTypesError, load_skops
 from mlgate.serving.skops_trust import trusted_types_for as trusted_types_for  # re-exported for saving
+
+if TYPE_CHECKING:
+    from mlgate.serving.outliers import OutlierDetector
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,7 @@ class LoadedModel:
     flavor: str = "sklearn"  # the flavor it was loaded from: sklearn, lightgbm or python_function
     flagged_types: tuple[str, ...] = ()  # types skops flags that the trust list let through
     pickled: str = ""  # what was unpickled, with consent ("" when nothing)
+    outliers: OutlierDetector | None = None  # the bundle's outlier detector (mlgate/outliers/), if it has one
 
     @property
     def input_columns(self) -> list[dict[str, Any]]:
@@ -151,8 +155,15 @@ def load_model(model_uri: str, policy: LoadPolicy | None = None) -> LoadedModel:
         model = _load_pyfunc(path, policy)
     if flagged:
         log.info("%s: trusted types that skops flags: %s", path, ", ".join(flagged))
+    from mlgate.serving.outliers import OutlierBundleError, load_detector  # numpy and pandas: loaded here
+
+    try:
+        outliers = load_detector(path, policy.trusted_types)
+    except OutlierBundleError as exc:
+        raise ModelLoadError(f"{model_uri}: its outlier detector: {exc}") from None
     return LoadedModel(model=model, path=path, run_id=meta.get("run_id"), model_id=meta.get("model_id"),
-                       signature=meta.get("signature"), flavor=flavor, flagged_types=flagged, pickled=pickled)
+                       signature=meta.get("signature"), flavor=flavor, flagged_types=flagged, pickled=pickled,
+                       outliers=outliers)
 
 
 def load_sklearn_model(model_uri: str, trusted_types: tuple[str, ...] = DEFAULT_TRUSTED_TYPES) -> LoadedModel:

@@ -16,6 +16,7 @@ limit loses its traffic to the champion, with the reason stored as a route event
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -27,6 +28,7 @@ from mlgate.serving.batching import MicroBatcher
 from mlgate.serving.feedback import FeedbackJoin, RecentPredictions
 from mlgate.serving.log.prediction_log import PredictionEntry
 from mlgate.serving.log.writer import PredictionLog
+from mlgate.serving.probing import ProbingWatch
 from mlgate.serving.routing.active import (
     ActiveRoutes,
     RouteTableConflict,
@@ -75,6 +77,9 @@ class ServerState:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.guard = ErrorGuard(config.routing.guard)
+        self.probing = ProbingWatch(config.probing) if config.probing.enabled else None
+        if self.probing is not None:
+            metrics.probing_source = self.probing.top
         self.guard_event: dict[str, Any] | None = None  # the last rollback this server's guard made
         self.sync = RouteSync(config.routing.sync_interval_s if self.log is not None else None,
                               self._stored_version, self._follow_store, lambda: self.routes.table.version)
@@ -268,6 +273,8 @@ class ServerState:
 
     def _runtime(self, variant: Variant) -> Runtime:
         variant = with_positive_class(variant, self.config.prediction_log.positive_class)
+        if not self.config.outliers.enabled:
+            variant = dataclasses.replace(variant, outliers=None)
         micro, name = self.config.microbatch, variant.name
         batcher = MicroBatcher(
             variant.predict_rows, micro.max_batch_rows, micro.max_wait_ms, micro.enabled,

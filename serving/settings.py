@@ -110,6 +110,44 @@ class RoutingConfig(StrictModel):
     guard: GuardConfig = GuardConfig()
 
 
+class ExplainConfig(StrictModel):
+    """POST /explain: per-row feature contributions, bounded in rows and time (docs/EXPLANATIONS.md)."""
+
+    enabled: bool = True
+    # Rows one request may ask to explain; more is 413. An explanation costs far more than a prediction.
+    max_rows: int = Field(32, ge=1, le=10_000)
+    # An explanation not ready within this many seconds is answered 504.
+    timeout_s: float = Field(10.0, gt=0.0)
+    # Background rows of the model-agnostic (permutation) explainer and of the expected values, and how many
+    # feature permutations it samples per row; both are stated in its answers.
+    background_rows: int = Field(50, ge=1, le=5_000)
+    permutations: int = Field(10, ge=1, le=1_000)
+
+
+class OutlierConfig(StrictModel):
+    """Outlier flags from the detector stored in a model's bundle (`mlgate/outliers/` in the model directory)."""
+
+    enabled: bool = True
+    # X-Outlier-Rows lists at most this many row indices (X-Outlier-Count stays exact).
+    max_header_rows: int = Field(100, ge=0, le=10_000)
+
+
+class ProbingConfig(StrictModel):
+    """Who sends requests that are outliers or sit on the decision boundary (docs/OUTLIERS.md, "Probing")."""
+
+    enabled: bool = True
+    # The requests of the last `window_s` seconds count, per routing key (else per client address).
+    window_s: float = Field(600.0, gt=0.0, le=86_400.0)
+    # A binary classifier's row whose positive-class probability is within this of 0.5 (a probability row's
+    # top two classes within this of each other) lies on the decision boundary.
+    boundary_margin: float = Field(0.05, ge=0.0, le=0.5)
+    # Only the `top_k` keys with the highest share, among keys with at least `min_requests`, are exported.
+    top_k: int = Field(10, ge=0, le=100)
+    min_requests: int = Field(20, ge=1)
+    # Keys tracked per tenth of the window; beyond it, a new key's requests count under "(other)".
+    max_keys: int = Field(10_000, ge=1, le=1_000_000)
+
+
 class ServingConfig(StrictModel):
     """How the model server accepts requests and runs."""
 
@@ -127,6 +165,9 @@ class ServingConfig(StrictModel):
     microbatch: MicroBatchConfig = MicroBatchConfig()
     prediction_log: PredictionLogConfig = PredictionLogConfig()
     routing: RoutingConfig = RoutingConfig()
+    explain: ExplainConfig = ExplainConfig()
+    outliers: OutlierConfig = OutlierConfig()
+    probing: ProbingConfig = ProbingConfig()
     # Pickle-based models (a cloudpickle PythonModel, an sklearn model saved with pickle, a flavor mlgate
     # cannot vouch for) load only when this is true (or with `mlgate --allow-pickle`, MLGATE_ALLOW_PICKLE=1):
     # unpickling runs whatever code the model file carries.

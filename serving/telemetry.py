@@ -4,12 +4,14 @@ Requests and latency are labelled by variant and status class (2xx/4xx/5xx); err
 error code; model calls by variant, so a dashboard can see how well micro-batching coalesces.
 Routing adds the table (version, weights), shadow predictions and drops, agreement of shadows with
 the answering variant, feedback and the online metrics computed from it (accuracy, mean reward),
-and the prediction log's writes and drops. deploy/grafana/mlgate.json charts them.
+and the prediction log's writes and drops; rows checked and flagged by each variant's outlier detector, and
+the keys that most look like probing (top-k only). deploy/grafana/mlgate.json charts them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -22,6 +24,9 @@ from prometheus_client import (
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384)
+if TYPE_CHECKING:
+    from mlgate.serving.probing import KeyActivity
+
 UNROUTED = "unrouted"  # the variant label of a request refused before a variant was chosen
 
 
@@ -61,8 +66,25 @@ class ServerMetrics:
             "mlgate_variant_ready", "1 when the variant's model is loaded and serving.", ["variant", "version"],
             registry=self.registry,
         )
+        self.outlier_checked = Counter(
+            "mlgate_outlier_checked_rows", "Rows the variant's outlier detector checked (shadows included).",
+            ["variant"], registry=self.registry,
+        )
+        self.outlier_rows = Counter(
+            "mlgate_outlier_rows", "Rows the variant's outlier detector flagged.", ["variant"], registry=self.registry,
+        )
+        self.probing_share = Gauge(
+            "mlgate_probing_share", "Share of a key's recent rows that were outliers or on the decision boundary "
+            "(the top serving.probing.top_k keys only).", ["key"], registry=self.registry,
+        )
+        self.probing_requests = Gauge(
+            "mlgate_probing_requests", "Requests of a key in the probing window (the same top keys).", ["key"],
+            registry=self.registry,
+        )
         self.routing = RoutingMetrics(self.registry)
         self._series: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._outlier_series: dict[str, tuple[Any, Any]] = {}
+        self.probing_source: Callable[[], Sequence[KeyActivity]] | None = None
 
     def observe_request(self, variant: str, status: int, seconds: float, error_code: str | None = None) -> None:
         count, latency = self._request_series(variant, status // 100)
@@ -87,11 +109,36 @@ class ServerMetrics:
         self.batch_requests.labels(variant).observe(requests)
         self.batch_rows.labels(variant).observe(rows)
 
+    def observe_outliers(self, variant: str, rows: int, flagged: int) -> None:
+        """`rows` rows checked by the variant's detector, `flagged` of them outliers (any thread)."""
+        series = self._outlier_series.get(variant)
+        if series is None:
+            series = self._outlier_series[variant] = (self.outlier_checked.labels(variant),
+                                                      self.outlier_rows.labels(variant))
+        series[0].inc(rows)
+        if flagged:
+            series[1].inc(flagged)
+
+    def _publish_probing(self) -> None:
+        """The probing gauges: only the keys the source ranks at the top now (others removed)."""
+        if self.probing_source is None:
+            return
+        from mlgate.serving.probing import MAX_KEY_CHARS
+
+        top = self.probing_source()
+        self.probing_share.clear()
+        self.probing_requests.clear()
+        for activity in top:
+            label = activity.key[:MAX_KEY_CHARS]
+            self.probing_share.labels(label).set(activity.share)
+            self.probing_requests.labels(label).set(activity.requests)
+
     def mark_ready(self, variant: str, version: str) -> None:
         self.ready.labels(variant, version).set(1)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
+        self._publish_probing()
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 
 from mlgate.gates.result import first_line
-from mlgate.serving.frames import build_frame, output_rows, split_rows
+from mlgate.serving.frames import build_columns, output_rows, split_rows
 from mlgate.serving.loading import LoadPolicy, ModelLoadError, load_model, signature_inputs
+from mlgate.serving.outliers import OutlierDetector
 from mlgate.serving.settings import ServingConfig
 from mlgate.serving.validation import FeatureBatch, InputSchema
 
@@ -35,6 +37,22 @@ _REGISTRY_VERSION = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)/?$")
 _REGISTRY_ALIAS = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)/?$")
 
 
+class BatchRows(list):  # type: ignore[type-arg]
+    """One request's JSON-ready rows (a list), and `outliers`: each row's outlier flag, None when the
+    variant has no detector."""
+
+    __slots__ = ("outliers",)
+
+    def __init__(self, rows: Sequence[Any] = (), outliers: list[bool] | None = None) -> None:
+        super().__init__(rows)
+        self.outliers = outliers
+
+
+def outlier_flags(rows: Sequence[Any]) -> list[bool] | None:
+    """The outlier flags of a request's rows (None: not known, e.g. rows that are not `BatchRows`)."""
+    return getattr(rows, "outliers", None)
+
+
 @dataclass(frozen=True)
 class Variant:
     """A loaded model served under `name`; `predict_rows` runs one combined batch."""
@@ -48,6 +66,7 @@ class Variant:
     classes: tuple[Any, ...] | None = None
     positive_index: int = 1  # column of predict_proba logged as the score (binary classifiers)
     skops_flagged: tuple[str, ...] = ()  # types skops flags that serving.trusted_types let through
+    outliers: OutlierDetector | None = None  # the bundle's outlier detector (None: this model has none)
 
     @property
     def strict_integers(self) -> bool:
@@ -68,22 +87,28 @@ class Variant:
         """The method that answers a label request: with scores when the model has them."""
         return "predict_scored" if self.scored else "predict"
 
-    def predict_rows(self, method: PredictMethod, batches: Sequence[FeatureBatch]) -> list[list[Any]]:
-        """Predict every batch in one model call and return the JSON-ready rows of each batch."""
-        frame = build_frame(self.schema, batches)
+    def predict_rows(self, method: PredictMethod, batches: Sequence[FeatureBatch]) -> list[BatchRows]:
+        """Predict every batch in one model call and return the JSON-ready rows of each batch, with each
+        row's outlier flag when the model's bundle has a detector."""
+        columns = build_columns(self.schema, batches)
+        frame = pd.DataFrame(columns, copy=False)
         if method == "predict_scored":
             rows = labels_with_scores(self.model, frame, self.positive_index)
         else:
             predict = self.model.predict_proba if method == "predict_proba" else self.model.predict
             rows = output_rows(predict(frame), len(frame))
-        return split_rows(rows, [batch.n_rows for batch in batches])
+        sizes = [batch.n_rows for batch in batches]
+        flags = split_rows(self.outliers.flags(columns).tolist(), sizes) if self.outliers is not None else None
+        return [BatchRows(part, flags[i] if flags is not None else None)
+                for i, part in enumerate(split_rows(rows, sizes))]
 
     def describe(self) -> dict[str, Any]:
         """What /readyz and logs say about this variant."""
         return {"uri": self.uri, "version": self.version, "flavor": self.flavor,
                 "columns": list(self.schema.names) if self.schema else None,
                 "classes": list(self.classes) if self.classes is not None else None,
-                "scores": self.supports_proba, "skops_flagged_types": list(self.skops_flagged)}
+                "scores": self.supports_proba, "skops_flagged_types": list(self.skops_flagged),
+                "outlier_detector": self.outliers.spec_summary() if self.outliers is not None else None}
 
 
 def labels_with_scores(model: Any, frame: Any, positive_index: int) -> list[list[Any]]:
@@ -152,6 +177,7 @@ def load_variant(name: str, uri: str, policy: LoadPolicy | None = None) -> Varia
         name=name, uri=uri, version=str(version), flavor=loaded.flavor,
         schema=_input_schema({"signature": loaded.signature}, uri), model=loaded.model,
         classes=tuple(classes.tolist()) if classes is not None else None, skops_flagged=loaded.flagged_types,
+        outliers=loaded.outliers,
     )
 
 

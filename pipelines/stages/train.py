@@ -4,6 +4,7 @@ write the model dir."""
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from mlgate.pipelines.lineage import Lineage, data_md5, git_state, model_digest
 from mlgate.pipelines.mlflow_io import LoggedRun, log_training_run
 from mlgate.pipelines.params import Params
 from mlgate.pipelines.stages import holdout_metrics
+from mlgate.pipelines.stages.bundle import BUNDLE_DIR, write_bundle
+from mlgate.pipelines.stages.bundle_background import add_background_to_bundle
 
 MISSING_CATEGORY = "__missing__"
 _ESTIMATORS = {
@@ -145,16 +148,21 @@ def fit_and_log(params: Params, tracking_uri: str, base_dir: Path = Path(".")) -
     pipeline.fit(x_train, y_train)
     metrics = holdout_metrics.compute(params.model, pipeline, *features_and_target(test, params))
     lineage = current_lineage(params, base_dir)
-    run = log_training_run(
-        tracking_uri,
-        params.model.name,
-        model=pipeline,
-        params={"model": params.model.model_dump(), "train": params.train.model_dump()},
-        metrics=metrics,
-        tags={**lineage.tags(), "mlgate.stage": "trained", "mlgate.model_name": params.model.name},
-        input_example=x_train.head(5),
-        model_dir=base_dir / params.train.model_dir,
-    )
+    with tempfile.TemporaryDirectory(prefix="mlgate-bundle-") as scratch:
+        bundle = Path(scratch) / BUNDLE_DIR
+        write_bundle(bundle, params, train, test)
+        add_background_to_bundle(bundle, x_train, params)  # explanations' background (docs/EXPLANATIONS.md)
+        run = log_training_run(
+            tracking_uri,
+            params.model.name,
+            model=pipeline,
+            params={"model": params.model.model_dump(), "train": params.train.model_dump()},
+            metrics=metrics,
+            tags={**lineage.tags(), "mlgate.stage": "trained", "mlgate.model_name": params.model.name},
+            input_example=x_train.head(5),
+            model_dir=base_dir / params.train.model_dir,
+            bundle_dir=bundle if bundle.is_dir() else None,
+        )
     return TrainOutcome(run, metrics, lineage)
 
 

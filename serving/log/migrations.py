@@ -82,6 +82,10 @@ def _analysis_reads(connection: sa.Connection) -> None:
     _ensure_table(connection, ANALYSIS_STATE)
 
 
+def _outliers(connection: sa.Connection) -> None:
+    _ensure_columns(connection, PREDICTIONS, ("outlier",))
+
+
 Migration = Callable[[sa.Connection], None]
 # Append only: a migration's number is its position here, and a released one is never changed.
 MIGRATIONS: Sequence[tuple[str, Migration]] = (
@@ -92,6 +96,7 @@ MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("route_events: route-table changes a server made by itself, with the reason", _route_events),
     ("incremental analysis: predictions and feedback in storage order (seq), routing-key index, analysis_state",
      _analysis_reads),
+    ("predictions.outlier: whether the variant's outlier detector flagged each row", _outliers),
 )
 LOG_SCHEMA = len(MIGRATIONS)
 

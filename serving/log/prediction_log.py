@@ -2,7 +2,7 @@
 
 Tables (one row per input row per variant): `predictions(request_id, row_index, routing_key,
 variant, model_version, shadow, ts, latency_ms, status, error, features, prediction, score,
-baseline_ms, forced, route_version)`,
+baseline_ms, forced, route_version, outlier)`,
 `feedback(request_id, row_index, label, reward, ts)`, `shadow_shed(variant, model_version, reason,
 count, window_start, ts)` (mirrors the server chose not to run, per window), `bandit_arms` (the
 bandit's posteriors), `route_table` (the table in force), `route_table_history` (every version's body),
@@ -38,7 +38,7 @@ SQLITE_BUSY_S = 30.0  # how long a SQLite writer waits for another's lock
 
 PREDICTION_COLUMNS = ("request_id", "row_index", "routing_key", "variant", "model_version", "shadow", "ts",
                       "latency_ms", "status", "error", "features", "prediction", "score", "baseline_ms", "forced",
-                      "route_version")
+                      "route_version", "outlier")
 FEEDBACK_COLUMNS = ("request_id", "row_index", "label", "reward", "ts", "kind")
 
 
@@ -67,6 +67,7 @@ PREDICTIONS = sa.Table(
     sa.Column("baseline_ms", sa.Float),
     sa.Column("forced", sa.Integer),  # 1: the caller chose the variant (X-Target-Variant); not in any split
     sa.Column("route_version", sa.Integer),  # the route-table version that routed the request (null: before it)
+    sa.Column("outlier", sa.Integer),  # 1: the variant's outlier detector flagged the row (null: no detector)
     sa.Index("ix_predictions_request_id", "request_id"), sa.Index("ix_predictions_ts", "ts"),
     # the earliest row of a routing key in a canary step, found without reading the key's other rows
     sa.Index("ix_predictions_routing_key_ts", "routing_key", "ts"),
@@ -165,6 +166,7 @@ class PredictionEntry:
     baseline_ms: float | None = None
     forced: bool = False
     route_version: int | None = None  # the version of the route table that routed the request
+    outliers: Sequence[bool] | None = None  # per row: flagged by the variant's outlier detector (None: none)
 
     def rows(self) -> list[dict[str, Any]]:
         """The database rows of this entry (at least one, even for a request without rows)."""
@@ -174,7 +176,7 @@ class PredictionEntry:
         """`rows()` as tuples in PREDICTION_COLUMNS order: what the writer inserts, built without a dict
         per row (the writer shares the GIL with the request path)."""
         columns = tuple((self.columns or {}).items()) if self.n_rows else ()
-        predictions, scores = self.predictions, self.scores
+        predictions, scores, outliers = self.predictions, self.scores, self.outliers
         common = (self.routing_key, self.variant, self.model_version, int(self.shadow), self.ts, self.latency_ms,
                   self.status, self.error)  # after request_id and row_index
         tail = (_finite_or_none(self.baseline_ms), int(self.forced), self.route_version)
@@ -182,8 +184,10 @@ class PredictionEntry:
         for i in range(max(self.n_rows, 1)):
             prediction = predictions[i] if predictions is not None and i < len(predictions) else None
             score = scores[i] if scores is not None and i < len(scores) else None
+            outlier = int(outliers[i]) if outliers is not None and i < len(outliers) else None
             rows.append((self.request_id, i, *common, json_text({name: values[i] for name, values in columns}),
-                         None if prediction is None else json_text(prediction), _finite_or_none(score), *tail))
+                         None if prediction is None else json_text(prediction), _finite_or_none(score), *tail,
+                         outlier))
         return rows
 
 

@@ -40,7 +40,7 @@ from mlgate.serving.shadow.cpu_budget import BusyBudget
 from mlgate.serving.shadow.shed import ShedSink, ShedTally
 from mlgate.serving.telemetry import ServerMetrics
 from mlgate.serving.validation import FeatureBatch, validate
-from mlgate.serving.variants import Variant
+from mlgate.serving.variants import Variant, outlier_flags
 
 log = logging.getLogger(__name__)
 
@@ -311,10 +311,13 @@ class ShadowRunner:
             routing.shadow_compared.labels(self.variant.name).inc(min(len(labels), len(job.primary_labels)))
             routing.shadow_agreed.labels(self.variant.name).inc(agreed)
         columns = batch.columns if batch is not None else dict(zip(job.parsed.columns, job.parsed.data, strict=True))
+        outliers = outlier_flags(outcome) if status == 200 else None
+        if outliers is not None:
+            self._metrics.observe_outliers(self.variant.name, len(outliers), sum(outliers))
         self._sink(PredictionEntry(
             job.request_id, job.routing_key, self.variant.name, self.variant.version, True, job.ts,
             seconds * 1000.0, status, error, columns, job.parsed.n_rows, labels, scores,
-            None if baseline_s is None else baseline_s * 1000.0, job.forced, job.route_version))
+            None if baseline_s is None else baseline_s * 1000.0, job.forced, job.route_version, outliers))
 
 
 @dataclass(frozen=True, slots=True)

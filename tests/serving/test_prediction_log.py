@@ -109,7 +109,7 @@ def test_labels_are_stored_as_text_comparable_with_predictions() -> None:
 
 
 def test_a_store_from_before_baseline_ms_is_read_and_then_extended_by_the_writer(log_url: str) -> None:
-    old_columns = [c for c in PREDICTION_COLUMNS if c not in ("baseline_ms", "forced", "route_version")]
+    old_columns = [c for c in PREDICTION_COLUMNS if c not in ("baseline_ms", "forced", "route_version", "outlier")]
     old = sa.Table("predictions", sa.MetaData(), *(sa.Column(c.name, c.type) for c in PREDICTIONS.columns if c.name in old_columns))
     engine = open_engine(log_url)
     with engine.begin() as connection:
