@@ -276,6 +276,17 @@ CANARY_LABEL_METRICS: dict[str, tuple[str, ...]] = {
 }
 
 
+class OutlierRateConfig(StrictModel):
+    """The challenger's live outlier rate (rows its bundle's detector flags) against the share of training rows
+    it flags: live traffic unlike the training data questions every offline result (docs/OUTLIERS.md)."""
+
+    max_ratio: float = Field(3.0, gt=1.0, description="Live rate allowed, as a multiple of the training share.")
+    min_rows: int = Field(100, ge=1, description="Rows the detector checked before the rate is judged.")
+    on_exceed: Literal["warn", "fail"] = Field(
+        "warn", description="warn: reported, never blocking; fail: a live rate shown above the limit fails the look."
+    )
+
+
 class ShadowConfig(StrictModel):
     """Shadow analysis: the challenger predicts on mirrored traffic; no labels needed.
 
@@ -307,6 +318,7 @@ class ShadowConfig(StrictModel):
         "warn", description="Drift of live traffic vs training: it questions the offline evaluation, not the model."
     )
     max_duration_s: float = Field(3600.0, gt=0.0, description="Inconclusive this long: the rollout pauses.")
+    outliers: OutlierRateConfig = OutlierRateConfig()
 
 
 class CanaryConfig(StrictModel):
@@ -343,6 +355,7 @@ class CanaryConfig(StrictModel):
                                             "None: no latency check.")
     latency_alpha: float = Field(0.01, gt=0.0, lt=1.0)
     min_latency_samples: int = Field(100, ge=5, description="Requests per arm before latency is judged.")
+    outliers: OutlierRateConfig = OutlierRateConfig()
 
     @model_validator(mode="after")
     def _steps_increase(self) -> CanaryConfig:

@@ -26,6 +26,7 @@ from mlgate.gates.config import CANARY_LABEL_METRICS, CanaryConfig
 from mlgate.gates.online.binned_rank import judge_rank, sketch_rank_test
 from mlgate.gates.online.core import AnalysisOutcome as O
 from mlgate.gates.online.core import OnlineAnalysis, analysis, check, skipped
+from mlgate.gates.online.outlier_rate import outlier_rate_check
 from mlgate.gates.online.sequential import (
     SequentialResult,
     msprt_two_means,
@@ -55,6 +56,8 @@ class ArmCounts:
     abs_errors: np.ndarray | None = None  # regression: |prediction - label| of each labelled row
     latency: ValueSketch | None = None  # the latencies as a sketch (the incremental analysis), else latency_ms
     abs_error_moments: Moments | None = None  # regression: n, sum and sum of squares of |prediction - label|
+    outliers_checked: int = 0  # answered rows the arm's outlier detector checked
+    outliers_flagged: int = 0
 
 
 @dataclass(frozen=True)
@@ -102,17 +105,20 @@ def must_prove(config: CanaryConfig, index: int) -> bool:
 
 def judge_canary(champion: ArmCounts, challenger: ArmCounts, config: CanaryConfig, step: CanaryStep,
                  *, task: str = "binary", label_conflicts: int = 0,
-                 split: Sequence[SplitStratum] | None = None) -> OnlineAnalysis:
+                 split: Sequence[SplitStratum] | None = None, outlier_share: float | None = None) -> OnlineAnalysis:
     """The canary decision for one look, from counts alone; `label_conflicts` (labels that differ from
     the first label of their row, which stands) are reported as a warning, never used. `split`: the step's
-    units per route-table version (None: the arms' `step_units` against the step's weights)."""
+    units per route-table version (None: the arms' `step_units` against the step's weights); `outlier_share`:
+    the share of training rows the challenger's outlier detector flags (None: it has none)."""
     started = time.perf_counter()
     prove = must_prove(config, step.index)
     checks = [srm_check(champion, challenger, config, step, split),
               error_rate_check(champion, challenger, config, prove)]
     checks += [label_metric_check(m, margin, champion, challenger, config, prove, task)
                for m, margin in config.metric_margins.items()]
-    checks += [latency_check(champion, challenger, config), progress_check(challenger, config)]
+    checks += [latency_check(champion, challenger, config), progress_check(challenger, config),
+               outlier_rate_check(challenger.outliers_flagged, challenger.outliers_checked, outlier_share,
+                                  config.outliers, config.alpha)]
     if label_conflicts:
         checks.append(check("label_conflicts", O.SUCCESSFUL, f"{label_conflicts} label(s) differ from the first label "
                             "of their row and were not used (the first label stands; correct one with "

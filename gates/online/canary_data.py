@@ -57,7 +57,8 @@ def canary_analysis(
 
 def judge_canary_stats(stats: CanaryStats, config: CanaryConfig, step: CanaryStep, *, task: str,
                        positive_class: object = None,
-                       route_weights: Mapping[int, tuple[float, float]] | None = None) -> OnlineAnalysis:
+                       route_weights: Mapping[int, tuple[float, float]] | None = None,
+                       outlier_share: float | None = None) -> OnlineAnalysis:
     """The canary decision from the sums over the log (`CanaryStats`)."""
     binary_only = sorted(m for m in config.metric_margins if m in ("precision", "recall"))
     if binary_only and positive_class is None:
@@ -67,10 +68,12 @@ def judge_canary_stats(stats: CanaryStats, config: CanaryConfig, step: CanarySte
     arms = [ArmCounts(requests=arm.requests, errors=arm.errors, step_units=unversioned[index],
                       step_requests=arm.step_requests, step_labels=arm.step_labels,
                       labels={m: (int(x), int(n)) for m, (x, n) in arm.labels.items()},
-                      latency=arm.latency, abs_error_moments=arm.abs_errors if "mae" in config.metric_margins else None)
+                      latency=arm.latency, abs_error_moments=arm.abs_errors if "mae" in config.metric_margins else None,
+                      outliers_checked=arm.outliers_checked, outliers_flagged=arm.outliers_flagged)
             for index, arm in enumerate(stats.arms)]
     split = split_of(strata, step, route_weights or {}) if versioned else None
-    result = judge_canary(*arms, config, step, task=task, label_conflicts=stats.conflicts, split=split)
+    result = judge_canary(*arms, config, step, task=task, label_conflicts=stats.conflicts, split=split,
+                          outlier_share=outlier_share)
     if stats.forced:
         result.counts["forced_requests"] = stats.forced
     return result

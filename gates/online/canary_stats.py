@@ -28,6 +28,7 @@ from mlgate.gates.online.log_frames import (
     label_conflicts,
     labelled,
     ok,
+    outlier_counts,
 )
 from mlgate.gates.online.sketch import Moments, ValueSketch, add_counts
 
@@ -60,9 +61,11 @@ class ArmStats:
     abs_errors: Moments = field(default_factory=Moments)
     step_requests: int = 0
     step_labels: int = 0
+    outliers_checked: int = 0  # answered rows the arm's outlier detector checked
+    outliers_flagged: int = 0
 
     def merge(self, other: ArmStats, sign: int = 1) -> None:
-        for name in ("requests", "errors", "step_requests", "step_labels"):
+        for name in ("requests", "errors", "step_requests", "step_labels", "outliers_checked", "outliers_flagged"):
             setattr(self, name, getattr(self, name) + sign * getattr(other, name))
         self.latency.merge(other.latency, sign)
         self.abs_errors.merge(other.abs_errors, sign)
@@ -74,13 +77,15 @@ class ArmStats:
     def to_json(self) -> dict[str, Any]:
         return {"requests": self.requests, "errors": self.errors, "latency": self.latency.to_json(),
                 "labels": self.labels, "abs_errors": self.abs_errors.to_json(),
-                "step_requests": self.step_requests, "step_labels": self.step_labels}
+                "step_requests": self.step_requests, "step_labels": self.step_labels,
+                "outliers_checked": self.outliers_checked, "outliers_flagged": self.outliers_flagged}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ArmStats:
         return cls(data["requests"], data["errors"], ValueSketch.from_json(data["latency"]),
                    {m: list(v) for m, v in data["labels"].items()}, Moments.from_json(data["abs_errors"]),
-                   data["step_requests"], data["step_labels"])
+                   data["step_requests"], data["step_labels"], data.get("outliers_checked", 0),
+                   data.get("outliers_flagged", 0))
 
 
 @dataclass
@@ -140,6 +145,7 @@ def _arm(arm: ArmStats, rows: pd.DataFrame, feedback: pd.DataFrame, scope: Canar
         arm.requests, arm.errors = len(requests), int((requests["status"] >= 500).sum())
         arm.latency.add(as_float(ok(requests)["latency_ms"]))
         arm.labels = {m: list(metric_counts(m, joined, scope.positive_class)) for m in scope.metrics if m != "mae"}
+        arm.outliers_checked, arm.outliers_flagged = outlier_counts(ok(rows))
         if "mae" in scope.metrics:
             errors = np.abs(as_float(joined["prediction"]) - as_float(joined["label"]))
             arm.abs_errors.add(errors[np.isfinite(errors)])

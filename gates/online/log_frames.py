@@ -127,3 +127,11 @@ def canonical_series(values: pd.Series) -> np.ndarray:
 
 def as_float(values: pd.Series) -> np.ndarray:
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def outlier_counts(rows: pd.DataFrame) -> tuple[int, int]:
+    """(rows an outlier detector checked, rows it flagged) among `rows` (logs from before the flag: 0, 0)."""
+    if "outlier" not in rows.columns or rows.empty:
+        return 0, 0
+    flags = pd.to_numeric(rows["outlier"], errors="coerce")
+    return int(flags.notna().sum()), int((flags == 1).sum())

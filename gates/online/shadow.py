@@ -35,6 +35,7 @@ from mlgate.gates.online.core import (
     skipped,
 )
 from mlgate.gates.online.log_frames import PREDICTION_COLUMNS, as_float, ok, require
+from mlgate.gates.online.outlier_rate import outlier_rate_check
 from mlgate.gates.online.shadow_stats import CallStats, ShadowScope, ShadowStats, add_row_level, shadow_stats
 from mlgate.gates.online.sketch import OTHER
 from mlgate.gates.result import Check
@@ -50,6 +51,7 @@ def shadow_analysis(
     preds: pd.DataFrame, config: ShadowConfig, training_reference: pd.DataFrame | None, *, task: str,
     numeric: Sequence[str] = (), categorical: Sequence[str] = (), drift: DriftConfig | None = None,
     champion: str = "champion", challenger: str = "challenger", shed: Mapping[str, int] | None = None,
+    outlier_share: float | None = None,
 ) -> OnlineAnalysis:
     """Judge the challenger's shadow predictions in `preds` (the log since shadowing started).
 
@@ -65,14 +67,17 @@ def shadow_analysis(
     stats = shadow_stats(preds, scope)
     add_row_level(stats, preds, scope)
     return judge_shadow(stats, config, training_reference, scope, drift=drift, shed=shed,
-                        settled=settled_requests(preds, scope, stats.newest_attempted), started=started)
+                        settled=settled_requests(preds, scope, stats.newest_attempted), started=started,
+                        outlier_share=outlier_share)
 
 
 def judge_shadow(stats: ShadowStats, config: ShadowConfig, training_reference: pd.DataFrame | None,
                  scope: ShadowScope, *, settled: int, drift: DriftConfig | None = None,
-                 shed: Mapping[str, int] | None = None, started: float | None = None) -> OnlineAnalysis:
+                 shed: Mapping[str, int] | None = None, started: float | None = None,
+                 outlier_share: float | None = None) -> OnlineAnalysis:
     """The shadow decision from the sums over the log (`ShadowStats`); `settled`: served requests logged
-    no later than the newest attempted mirror (coverage leaves the newer ones out: still in flight)."""
+    no later than the newest attempted mirror (coverage leaves the newer ones out: still in flight);
+    `outlier_share`: the share of training rows the challenger's outlier detector flags (None: it has none)."""
     started = time.perf_counter() if started is None else started
     shed = {reason: int(n) for reason, n in (shed or {}).items() if n}
     counts = {"requests": stats.served, "attempted": stats.attempted, "shed": sum(shed.values()),
@@ -89,6 +94,8 @@ def judge_shadow(stats: ShadowStats, config: ShadowConfig, training_reference: p
               output_psi_check(stats, scope.task, config), latency_check(stats.calls, config)]
     live = live_inputs(stats, scope, (drift or DriftConfig()).max_rows)
     checks.append(input_drift_check(training_reference, live, scope.numeric, scope.categorical, drift, config))
+    checks.append(outlier_rate_check(stats.outliers_flagged, stats.outliers_checked, outlier_share, config.outliers,
+                                     config.alpha))
     counts["paired_rows"] = stats.pairs
     return analysis(GATE, checks, started, counts, headline=("agreement", "score_correlation"))
 

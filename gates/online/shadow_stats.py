@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from mlgate.gates.online.log_frames import as_float, canonical_series, ok
+from mlgate.gates.online.log_frames import as_float, canonical_series, ok, outlier_counts
 from mlgate.gates.online.sketch import Moments, ValueSketch, add_counts
 
 FAILURE_KINDS = 200  # distinct failure messages kept; the rest are counted together
@@ -134,11 +134,13 @@ class ShadowStats:
     features: dict[str, FeatureSums] = field(default_factory=dict)
     newest_attempted: float = -math.inf
     calls: CallStats = field(default_factory=CallStats)
+    outliers_checked: int = 0  # the challenger's answered rows its outlier detector checked
+    outliers_flagged: int = 0  # ... and flagged
 
     def merge(self, other: ShadowStats, sign: int = 1) -> ShadowStats:
         """self += sign * other for the sums over requests (not `calls`, not `newest_attempted`)."""
         for name in ("served", "attempted", "done", "challenger_rows", "forced", "failures", "keyed", "pairs",
-                     "agree"):
+                     "agree", "outliers_checked", "outliers_flagged"):
             setattr(self, name, getattr(self, name) + sign * getattr(other, name))
         add_counts(self.failure_kinds, other.failure_kinds, sign, FAILURE_KINDS)
         for target, source in ((self.labels_a, other.labels_a), (self.labels_b, other.labels_b)):
@@ -158,7 +160,8 @@ class ShadowStats:
     def to_json(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in ("served", "attempted", "done", "challenger_rows", "forced",
                                                          "failures", "failure_kinds", "keyed", "pairs", "agree",
-                                                         "labels_a", "labels_b")}
+                                                         "labels_a", "labels_b", "outliers_checked",
+                                                         "outliers_flagged")}
         data.update(served_seconds=[list(self.served_seconds), list(self.served_seconds.values())],
                     scores=self.scores.to_json(), score_a=self.score_a.to_json(), score_b=self.score_b.to_json(),
                     newest_attempted=None if math.isinf(self.newest_attempted) else self.newest_attempted,
@@ -172,6 +175,7 @@ class ShadowStats:
         seconds, counts = data["served_seconds"]
         newest = data["newest_attempted"]
         return cls(**plain, served_seconds=dict(zip(map(int, seconds), counts, strict=True)),
+                   outliers_checked=data.get("outliers_checked", 0), outliers_flagged=data.get("outliers_flagged", 0),
                    scores=Moments.from_json(data["scores"]), score_a=ValueSketch.from_json(data["score_a"]),
                    score_b=ValueSketch.from_json(data["score_b"]),
                    features={name: _feature_from_json(f) for name, f in data["features"].items()},
@@ -196,7 +200,9 @@ def shadow_stats(rows: pd.DataFrame, scope: ShadowScope) -> ShadowStats:
     stats.served_seconds = dict(zip(keys.tolist(), counts.tolist(), strict=True))
     _add_pairs(stats, ok(champ), ok(chall), scope.task)
     _add_features(stats, served, scope)
+    stats.outliers_checked, stats.outliers_flagged = outlier_counts(ok(chall))
     return stats
+
 
 
 def add_row_level(stats: ShadowStats, new_rows: pd.DataFrame, scope: ShadowScope) -> None:

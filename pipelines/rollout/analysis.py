@@ -49,8 +49,11 @@ class LogAnalyser:
     drift: DriftConfig | None = None
     reference: Callable[[], pd.DataFrame | None] = lambda: None
     settle_s: float = SETTLE_S
+    # The share of training rows the outlier detector in a registered version's bundle flags (None: it has none).
+    outlier_share: Callable[[str], float | None] = lambda version: None
     _reference: pd.DataFrame | None = field(default=None, init=False, repr=False)
     _log: IncrementalLog | None = field(default=None, init=False, repr=False)
+    _shares: dict[str, float | None] = field(default_factory=dict, init=False, repr=False)
 
     def __call__(self, state: RolloutState, now: float) -> OnlineAnalysis:
         if state.position.phase == "shadow":
@@ -72,7 +75,7 @@ class LogAnalyser:
         if self._reference is None:
             self._reference = self.reference()
         return judge_shadow(stats, self.shadow, self._reference, scope, settled=settled, drift=self.drift,
-                            shed=self._shed(state))
+                            shed=self._shed(state), outlier_share=self._outlier_share(state))
 
     def canary_look(self, state: RolloutState, now: float) -> OnlineAnalysis:
         from mlgate.serving.log.prediction_log import read_route_history
@@ -84,7 +87,13 @@ class LogAnalyser:
         step = CanaryStep.of(self.canary, state.position.step, now - state.phase_started)
         weights = weights_by_version(read_route_history(self.log_url), CHAMPION_VARIANT, CHALLENGER_VARIANT)
         return judge_canary_stats(stats, self.canary, step, task=self.task, positive_class=self.positive_class,
-                                  route_weights=weights)
+                                  route_weights=weights, outlier_share=self._outlier_share(state))
+
+    def _outlier_share(self, state: RolloutState) -> float | None:
+        """The challenger's training outlier share, read from its bundle once per version."""
+        if state.version not in self._shares:
+            self._shares[state.version] = self.outlier_share(state.version)
+        return self._shares[state.version]
 
     def server_rollback(self, state: RolloutState) -> OnlineAnalysis | None:
         """A Failed look when a server's guard sent this rollout's challenger back to the champion by itself

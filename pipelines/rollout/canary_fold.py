@@ -19,7 +19,7 @@ from mlgate.serving.log.prediction_log import (
 )
 
 CANARY_COLUMNS = ("request_id", "row_index", "routing_key", "variant", "model_version", "shadow", "ts",
-                  "latency_ms", "status", "prediction", "forced", "route_version")
+                  "latency_ms", "status", "prediction", "forced", "route_version", "outlier")
 FEEDBACK_READ = ("request_id", "row_index", "label", "ts", "kind")
 
 

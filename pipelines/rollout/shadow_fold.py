@@ -15,7 +15,7 @@ from mlgate.serving.log import incremental_reads as reads
 from mlgate.serving.log.prediction_log import PREDICTIONS, decode_json_columns, read_predictions
 
 SHADOW_COLUMNS = ("request_id", "row_index", "variant", "model_version", "shadow", "ts", "latency_ms", "status",
-                  "error", "prediction", "score", "baseline_ms", "forced", "features")
+                  "error", "prediction", "score", "baseline_ms", "forced", "features", "outlier")
 
 
 def fold_shadow(connection: sa.Connection, stored: Sums | None, key: dict, arms: Arms, scope: ShadowScope,

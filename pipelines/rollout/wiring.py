@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -71,6 +72,28 @@ def training_reference(ctx: RunContext) -> Callable[[], pd.DataFrame | None]:
     return load
 
 
+def outlier_share(ctx: RunContext) -> Callable[[str], float | None]:
+    """The share of training rows the outlier detector in a registered version's bundle flags; None when the
+    version has no detector or its bundle cannot be read (the check then says it could not judge)."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    from mlgate.pipelines.mlflow_io import download_model
+    from mlgate.serving.outliers import OutlierBundleError, read_spec
+
+    def share(version: str) -> float | None:
+        try:
+            with tempfile.TemporaryDirectory(prefix="mlgate-outliers-") as scratch:
+                spec = read_spec(download_model(ctx.tracking_uri, f"models:/{ctx.params.model.name}/{version}",
+                                                Path(scratch)))
+        except (OSError, OutlierBundleError, MlflowException):
+            return None
+        return float(spec["share"]) if spec and isinstance(spec.get("share"), (int, float)) else None
+
+    return share
+
+
 def build_controller(ctx: RunContext, settings: RolloutSettings, backend: TrafficBackend | None = None,
                      ) -> RolloutController:
     params = ctx.params
@@ -78,7 +101,7 @@ def build_controller(ctx: RunContext, settings: RolloutSettings, backend: Traffi
         settings.log_url, params.rollout.shadow, params.rollout.canary, params.model.task,
         positive_class=params.model.positive_class, numeric=list(params.data.numeric),
         categorical=list(params.data.categorical), drift=params.gates.data.drift, reference=training_reference(ctx),
-        settle_s=params.rollout.log_settle_s,
+        settle_s=params.rollout.log_settle_s, outlier_share=outlier_share(ctx),
     )
     return RolloutController(
         RolloutStore(ctx.tracking_uri, params.model.name),

@@ -70,7 +70,9 @@ def random_log(seed: int, n: int = 500) -> tuple[list[dict], list[dict]]:
                 del features["a"]
             label, score = ("yes" if rng.random() < 0.3 else "no"), float(rng.random())
             base = dict(common, row_index=row, features=orjson.dumps(features).decode())
+            flag = None if i % 11 == 0 else int((i + row) % 7 == 0)  # outlier flags (None: no detector)
             preds.append(dict(base, variant=variant, shadow=0, latency_ms=latency, status=status, baseline_ms=None,
+                              outlier=flag if status == 200 else None,
                               error=None if status == 200 else f"boom {status}", _commit=ts + delay,
                               prediction=orjson.dumps(label).decode() if status == 200 else None,
                               score=score if status == 200 else None))
@@ -80,6 +82,7 @@ def random_log(seed: int, n: int = 500) -> tuple[list[dict], list[dict]]:
                 preds.append(dict(base, variant="challenger", model_version=ARMS.challenger_version, shadow=1,
                                   latency_ms=call[0], baseline_ms=call[1], status=200 if fine else 500,
                                   error=None if fine else "HTTP fail: bad input", _commit=ts + call[3],
+                                  outlier=int((3 * i + row) % 5 == 0) if fine else None,
                                   prediction=orjson.dumps(other).decode() if fine else None,
                                   score=float(np.clip(score + rng.normal(0, 0.1), 0, 1)) if fine else None))
             if status == 200 and rng.random() < 0.6:
@@ -158,13 +161,16 @@ def test_looks_after_out_of_order_batches_sum_to_a_full_read(log_url: str, seed:
 
     everything = ARMS.mine(read_predictions(log_url, since=SHADOW_SINCE))
     full = shadow_analysis(routed(everything), ShadowConfig(min_requests=50), None, task="binary", numeric=["a"],
-                           categorical=["b", "c"], drift=None)
+                           categorical=["b", "c"], drift=None, outlier_share=0.1)
     expected, expected_settled = shadow_in_full(log_url, ARMS, SHADOW, SHADOW_SINCE)
     expected_canary = canary_in_full(log_url, ARMS, canary_scope(STEPS[1]), CANARY_SINCE)
     assert differences(shadow.to_json(), expected.to_json()) == [] and settled == expected_settled
     assert differences(canary.to_json(), expected_canary.to_json()) == []
     assert canary.conflicts > 0 and canary.forced > 0 and shadow.calls.calls > 10 and shadow.pairs > 100
-    same_decision(judge_shadow(shadow, ShadowConfig(min_requests=50), None, SHADOW, settled=settled), full)
+    assert shadow.outliers_checked > 100 and 0 < shadow.outliers_flagged < shadow.outliers_checked
+    assert canary.arms[1].outliers_checked > 50 and canary.arms[1].outliers_flagged > 0
+    same_decision(judge_shadow(shadow, ShadowConfig(min_requests=50), None, SHADOW, settled=settled,
+                               outlier_share=0.1), full)
 
     rows = ARMS.mine(read_predictions(log_url, since=CANARY_SINCE))
     step = CanaryStep.of(CANARY, 0)

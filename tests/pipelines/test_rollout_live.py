@@ -140,7 +140,11 @@ def test_a_controller_killed_at_its_write_ahead_points_resumes_exactly_once(mode
         assert store.current().position.weight == 50 and store.current().events == 2  # no second step
 
         traffic(ctx, server, rows=400, prefix="b-")
-        assert controller.analyser(store.current(), time.time()).outcome is AnalysisOutcome.SUCCESSFUL
+        look = controller.analyser(store.current(), time.time())
+        assert look.outcome is AnalysisOutcome.SUCCESSFUL
+        outliers = next(c for c in look.result.checks if c.name == "outlier_rate")  # from the challenger's bundle
+        assert outliers.details["training_share"] == 0.01 and outliers.details["checked"] >= 100, outliers
+        assert "live outlier rate" in outliers.message and outliers.status.value in ("PASS", "WARN")
         killed = mlgate_step(model.params_path, mlflow_uri, server.url, token, kill_at="after_apply")
         assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
         assert store.current().pending.target.weight == 100
