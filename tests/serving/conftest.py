@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import shutil
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ FEEDBACK_TOKEN = "feedback-test-token"
 LABELS = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}  # headers of an authenticated POST /feedback
 TARGET = "churn"
 TRAIN_ROWS, HOLDOUT_ROWS = 400, 200
+DETECTOR_SHARE = 0.02  # the share of training rows detector_model_dir's outlier detector flags
 
 
 @pytest.fixture(scope="session")
@@ -91,6 +93,20 @@ def trained(churn: pd.DataFrame, features: list[str], tmp_path_factory: pytest.T
 @pytest.fixture(scope="session")
 def model_dir(trained: tuple[Pipeline, Path]) -> Path:
     return trained[1]
+
+
+@pytest.fixture(scope="session")
+def detector_model_dir(churn: pd.DataFrame, features: list[str], model_dir: Path,
+                       tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same model with an outlier detector fitted on its training rows in its bundle (mlgate/outliers/)."""
+    from mlgate.serving.outliers import DETECTOR_DIR, fit_detector, save_detector
+
+    bundled = tmp_path_factory.mktemp("bundled") / "m"
+    shutil.copytree(model_dir, bundled)
+    numeric = [c for c in features if c not in CATEGORICAL]
+    detector = fit_detector(churn.iloc[:TRAIN_ROWS][features], numeric, CATEGORICAL, share=DETECTOR_SHARE, seed=3)
+    save_detector(detector, bundled / DETECTOR_DIR)
+    return bundled
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlgate.serving.runtime import ServerProcess, free_port
-from mlgate.serving.settings import PredictionLogConfig, ServingConfig
+from mlgate.serving.settings import PredictionLogConfig, ProbingConfig, ServingConfig
 from tests.serving.conftest import FEEDBACK_TOKEN, LABELS
 from tests.serving.traffic import send
 
@@ -75,11 +75,13 @@ def test_prometheus_config_scrapes_the_server_metrics() -> None:
 
 
 @pytest.fixture(scope="module")
-def live_server(model_dir: Path, broken_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """champion 70 / challenger 30 (fails on nulls) / a shadow, with the prediction log in tmp."""
+def live_server(detector_model_dir: Path, broken_model_dir: Path, model_dir: Path,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """champion 70 (with an outlier detector) / challenger 30 (fails on nulls) / a shadow, with the prediction log
+    in tmp; every client counts for probing."""
     log = PredictionLogConfig(url=f"sqlite:///{tmp_path_factory.mktemp('dash') / 'predictions.db'}", flush_interval_s=0.1)
-    models = {"champion": str(model_dir), "challenger": str(broken_model_dir), "shadow": str(model_dir)}
-    with ServerProcess(models, ServingConfig(prediction_log=log),
+    models = {"champion": str(detector_model_dir), "challenger": str(broken_model_dir), "shadow": str(model_dir)}
+    with ServerProcess(models, ServingConfig(prediction_log=log, probing=ProbingConfig(min_requests=1)),
                        env={"MLGATE_ADMIN_TOKEN": TOKEN, "MLGATE_FEEDBACK_TOKEN": FEEDBACK_TOKEN}) as server:
         response = httpx.put(server.url + "/routes", json=ROUTES, headers={"Authorization": f"Bearer {TOKEN}"})
         assert response.status_code == 200, response.text
@@ -116,9 +118,29 @@ def test_every_metric_the_dashboard_queries_is_served_after_traffic(live_server:
     assert not missing, f"the dashboard queries metrics the server does not expose: {missing}"
 
 
+def test_every_metric_the_alert_rules_query_is_served_after_traffic(live_server: ServerProcess,
+                                                                     holdout: pd.DataFrame) -> None:
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    rule_files = [PROMETHEUS_CONFIG.parent / name for name in config["rule_files"]]
+    rules = [rule for path in rule_files for group in yaml.safe_load(path.read_text())["groups"]
+             for rule in group["rules"]]
+    assert {rule["alert"] for rule in rules} >= {"MlgateProbingSuspected", "MlgateOutlierRateHigh"}
+    for rule in rules:
+        assert rule["expr"] and rule["for"] and rule["annotations"]["summary"], rule["alert"]
+    _traffic(live_server, holdout, rounds=1)
+    queried = {name for rule in rules for name in METRIC_NAME.findall(rule["expr"])}
+    missing = sorted(queried - _scraped_names(live_server))
+    assert not missing, f"the alert rules query metrics the server does not expose: {missing}"
+    if shutil.which("promtool"):
+        for path in rule_files:
+            checked = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True)
+            assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def _prometheus_config(target: str) -> str:
     """deploy/prometheus.yml pointed at the test server, scraping every second."""
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    config["rule_files"] = [str(PROMETHEUS_CONFIG.parent / name) for name in config.get("rule_files", [])]
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "mlgate")
     job.update(scrape_interval="1s", scrape_timeout="1s")
     job["static_configs"][0]["targets"] = [target]

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from mlgate.serving.log.prediction_log import read_predictions
-from mlgate.serving.outliers import DETECTOR_DIR, fit_detector, load_detector, save_detector
+from mlgate.serving.outliers import DETECTOR_DIR, load_detector
 from mlgate.serving.probing import OTHER, ProbingWatch
 from mlgate.serving.settings import (
     DEFAULT_TRUSTED_TYPES,
@@ -22,21 +22,12 @@ from mlgate.serving.settings import (
     RoutingConfig,
     ServingConfig,
 )
-from tests.serving.conftest import CATEGORICAL, TEST_CONFIG, TRAIN_ROWS
-
-SHARE = 0.02
+from tests.serving.conftest import CATEGORICAL, DETECTOR_SHARE, TEST_CONFIG, TRAIN_ROWS
 
 
 @pytest.fixture(scope="module")
-def detector_model(churn: pd.DataFrame, features: list[str], model_dir: Path,
-                   tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The churn model with an outlier detector fitted on its training rows in its bundle."""
-    bundled = tmp_path_factory.mktemp("bundled") / "m"
-    shutil.copytree(model_dir, bundled)
-    numeric = [c for c in features if c not in CATEGORICAL]
-    detector = fit_detector(churn.iloc[:TRAIN_ROWS][features], numeric, CATEGORICAL, share=SHARE, seed=3)
-    save_detector(detector, bundled / DETECTOR_DIR)
-    return bundled
+def detector_model(detector_model_dir: Path) -> Path:
+    return detector_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +52,7 @@ def test_flat_scoring_equals_isolation_forest(detector, holdout: pd.DataFrame) -
 def test_calibrated_to_the_share_of_training_rows(detector, churn: pd.DataFrame, features: list[str]) -> None:
     train = churn.iloc[:TRAIN_ROWS][features]
     flagged = detector.flags(train)
-    assert abs(flagged.sum() - SHARE * TRAIN_ROWS) <= 1
+    assert abs(flagged.sum() - DETECTOR_SHARE * TRAIN_ROWS) <= 1
     assert detector.training_rate == pytest.approx(flagged.mean())
 
 
