@@ -70,6 +70,7 @@ class Answer:
     body: bytes = b""
     problem: str = ""
     elapsed_s: float = 0.0
+    outliers: int | None = None  # X-Outlier-Count (None: absent, the model's bundle has no outlier detector)
 
 
 def judge(case: Case, answer: Answer) -> Check:

@@ -92,6 +92,8 @@ def test_gate_passes_the_real_candidate_without_a_single_5xx(trained, mlflow_uri
     assert checks["consistency.labels"].status is Status.PASS and checks["consistency.labels"].details["rows"] == holdout_rows
     assert checks["consistency.probabilities"].status is Status.PASS
     assert checks["consistency.probabilities"].observed <= 1e-9
+    flagged = checks["outliers.flagged"]  # the detector mlgate's trainer put in the bundle
+    assert flagged.status is Status.PASS and flagged.observed == 2 * len(data["numeric"]) + len(data["categorical"])
     log = trained.root / result.artifacts["server_log"]
     assert "loaded" in log.read_text()
 
@@ -116,6 +118,7 @@ def test_gate_fails_a_model_that_raises_on_nulls_naming_the_cases(trained, mlflo
     assert set(summary.details["server_errors_or_no_answer"]) == failed
     assert checks["server.healthy_after_cases"].status is Status.PASS  # a raising model never kills the server
     assert checks["consistency.labels"].status is Status.PASS  # the holdout has no nulls
+    assert checks["outliers.flagged"].status is Status.SKIP  # a model saved without mlgate's bundle
 
 
 def test_a_missing_candidate_is_a_usage_error_naming_it(project, capsys):

@@ -48,7 +48,9 @@ def send(client: httpx.Client, request: HttpRequest, timeout_s: float) -> Answer
         return Answer(None, problem=f"no answer within {timeout_s:g} s", elapsed_s=time.perf_counter() - started)
     except httpx.HTTPError as exc:
         return Answer(None, problem=f"{type(exc).__name__}: {exc}", elapsed_s=time.perf_counter() - started)
-    return Answer(response.status_code, response.content, elapsed_s=time.perf_counter() - started)
+    count = response.headers.get("x-outlier-count")
+    return Answer(response.status_code, response.content, elapsed_s=time.perf_counter() - started,
+                  outliers=int(count) if count is not None and count.isdigit() else None)
 
 
 def get(url: str, timeout_s: float) -> Answer:

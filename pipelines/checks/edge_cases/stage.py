@@ -22,6 +22,7 @@ from mlgate.gates.edge_cases import decide as edge_cases
 from mlgate.gates.edge_cases.consistency import ServerPredictions, consistency_checks
 from mlgate.gates.edge_cases.data_schema import DataSchema, schema_from_frame
 from mlgate.gates.edge_cases.generation import ServerLimits, generate_cases
+from mlgate.gates.edge_cases.outlier_cases import outlier_check
 from mlgate.gates.result import Check, GateResult, Status
 from mlgate.pipelines.checks.edge_cases.client import get, predict_holdout, send_cases
 from mlgate.pipelines.checks.models import load_candidate
@@ -60,7 +61,8 @@ def run(ctx: RunContext, *, model: str | None = None) -> GateResult:
     consistency = _consistency(candidate.model, test, schema, served.online, config.proba_tolerance)
     judged = [edge_cases.judge(case, answer) for case, answer in zip(cases, served.answers, strict=True)]
     artifacts = {"server_log": log_path.relative_to(ctx.base_dir).as_posix()}
-    return edge_cases.assemble(judged, [served.health, *consistency], time.perf_counter() - started, artifacts)
+    others = [served.health, *consistency, outlier_check(cases, served.answers)]
+    return edge_cases.assemble(judged, others, time.perf_counter() - started, artifacts)
 
 
 @dataclass(frozen=True)
