@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import threading
 import time
@@ -28,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mlgate.serving.runtime import ServerProcess, free_port
 from mlgate.serving.settings import PredictionLogConfig, ProbingConfig, ServingConfig
 from tests.serving.conftest import FEEDBACK_TOKEN, LABELS
+from tests.serving.prometheus_binary import prometheus_bin_dir
 from tests.serving.traffic import send
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -69,9 +69,12 @@ def test_prometheus_config_scrapes_the_server_metrics() -> None:
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "mlgate")
     assert job["metrics_path"] == "/metrics" and job["static_configs"][0]["targets"]
-    if shutil.which("promtool"):
-        checked = subprocess.run(["promtool", "check", "config", str(PROMETHEUS_CONFIG)], capture_output=True, text=True)
-        assert checked.returncode == 0, checked.stdout + checked.stderr
+    bin_dir, why = prometheus_bin_dir()
+    if bin_dir is None:
+        pytest.skip(f"the scrape job is as expected; promtool unavailable: {why}")
+    checked = subprocess.run([str(bin_dir / "promtool"), "check", "config", str(PROMETHEUS_CONFIG)],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +134,13 @@ def test_every_metric_the_alert_rules_query_is_served_after_traffic(live_server:
     queried = {name for rule in rules for name in METRIC_NAME.findall(rule["expr"])}
     missing = sorted(queried - _scraped_names(live_server))
     assert not missing, f"the alert rules query metrics the server does not expose: {missing}"
-    if shutil.which("promtool"):
-        for path in rule_files:
-            checked = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True)
-            assert checked.returncode == 0, checked.stdout + checked.stderr
+    bin_dir, why = prometheus_bin_dir()
+    if bin_dir is None:
+        pytest.skip(f"every queried metric is served; promtool unavailable: {why}")
+    for path in rule_files:
+        checked = subprocess.run([str(bin_dir / "promtool"), "check", "rules", str(path)], capture_output=True,
+                                 text=True)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def _prometheus_config(target: str) -> str:
@@ -150,11 +156,12 @@ def _prometheus_config(target: str) -> str:
 
 @pytest.fixture()
 def prometheus(live_server: ServerProcess, tmp_path: Path) -> Iterator[str]:
-    if shutil.which("prometheus") is None:
-        pytest.skip("the Prometheus server is not installed (Debian: apt-get install prometheus)")
+    bin_dir, why = prometheus_bin_dir()
+    if bin_dir is None:
+        pytest.skip(f"no Prometheus server: {why}")
     (tmp_path / "prometheus.yml").write_text(_prometheus_config(live_server.url.removeprefix("http://")))
     port = free_port()
-    command = ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+    command = [str(bin_dir / "prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                f"--web.listen-address=127.0.0.1:{port}"]
     with open(tmp_path / "prometheus.log", "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
