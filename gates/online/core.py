@@ -31,6 +31,8 @@ class AnalysisOutcome(StrEnum):
         return _RANK[self]
 
 
+WARNING_CHARS = 240  # of each warning's message, in a successful look's reason
+
 _RANK = {AnalysisOutcome.SUCCESSFUL: 0, AnalysisOutcome.INCONCLUSIVE: 1,
          AnalysisOutcome.FAILED: 2, AnalysisOutcome.ERROR: 3}
 _STATUS = {AnalysisOutcome.SUCCESSFUL: Status.PASS, AnalysisOutcome.INCONCLUSIVE: Status.ERROR,
@@ -96,6 +98,9 @@ def analysis(gate: str, checks: list[Check], started: float, counts: dict[str, A
     if outcome is AnalysisOutcome.SUCCESSFUL:
         key = next((c.message for name in headline for c in checks if c.name == name), None)
         reason = f"every {gate} check passed ({len(tagged)} checks)" + (f"; {key}" if key else "")
+        warned = [f"{c.name}: {c.message[:WARNING_CHARS]}" for c in checks if c.status is Status.WARN]
+        if warned:  # reported, not blocking: the timeline and the reports say them
+            reason += "; warning: " + "; ".join(warned)
         return OnlineAnalysis(outcome, result, reason, None, counts)
     return OnlineAnalysis(outcome, result, decisive.message, decisive, counts)
 

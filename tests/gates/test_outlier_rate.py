@@ -30,3 +30,13 @@ def test_too_few_rows_wait_when_failing_is_configured_and_are_skipped_when_warni
     assert outlier_rate_check(5, 20, 0.01, OutlierRateConfig(), 0.05).status is Status.SKIP
     waiting = outlier_rate_check(5, 20, 0.01, OutlierRateConfig(on_exceed="fail"), 0.05)
     assert waiting.status is Status.ERROR and waiting.details["outcome"] == "Inconclusive"
+
+
+def test_a_warning_is_named_in_a_successful_looks_reason() -> None:
+    from mlgate.gates.online.core import AnalysisOutcome, analysis, check
+
+    fine = check("error_rate", AnalysisOutcome.SUCCESSFUL, "error rate fine", value=0.0, threshold=0.01, expected="low")
+    warned = outlier_rate_check(150, 1000, 0.01, OutlierRateConfig(), 0.05)
+    look = analysis("canary", [fine, warned], 0.0, {})
+    assert look.outcome is AnalysisOutcome.SUCCESSFUL
+    assert look.reason.startswith("every canary check passed (2 checks); warning: outlier_rate: live outlier rate 0.15")
