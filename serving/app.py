@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
 from mlgate.serving.admin import add_admin_routes
+from mlgate.serving.explain_route import EXPLAIN_OPENAPI, ExplainEndpoint
 from mlgate.serving.invocations import invoke
 from mlgate.serving.openapi import INVOCATIONS_OPENAPI
 from mlgate.serving.request_errors import error_body
@@ -84,6 +85,13 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
     async def invocations(request: Request) -> Response:
         """Predict with MLflow's scoring protocol (JSON or CSV); `?proba=true` for probabilities."""
         return await invoke(state, request)
+
+    explainer = ExplainEndpoint(state)
+
+    @app.post("/explain", openapi_extra=EXPLAIN_OPENAPI, response_class=Response)
+    async def explain(request: Request) -> Response:
+        """Per-row feature contributions for the same bodies (docs/EXPLANATIONS.md)."""
+        return await explainer.answer(request)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -114,7 +114,7 @@ async def _answer(state: ServerState, call: _Call, request: Request) -> dict[str
     call.forced = name is not None
     call.key = headers.get(ROUTING_KEY_HEADER) or None
     if name is None and call.key is None and config.routing.key_column is not None:
-        call.parsed = await _parsed(request, headers, config)
+        call.parsed = await read_parsed(request, headers, config)
         call.key = column_key(call.parsed, config.routing.key_column)
     if name is None:
         name = state.router.choose(call.routes.table, call.key, call.routes.versions)
@@ -122,7 +122,7 @@ async def _answer(state: ServerState, call: _Call, request: Request) -> dict[str
     variant = call.runtime.variant
     method = predict_method(request, headers, variant)
     if call.parsed is None:
-        call.parsed = await _parsed(request, headers, config)
+        call.parsed = await read_parsed(request, headers, config)
     call.batch = await checked_batch(call.parsed, variant, config)
     rows = await call.runtime.batcher.submit(call.batch, method, config.request_timeout_s)
     call.outliers = outlier_flags(rows)
@@ -237,7 +237,7 @@ async def read_body(request: Request, limit: int, headers: Mapping[str, str] | N
     return b"".join(chunks)
 
 
-async def _parsed(request: Request, headers: Mapping[str, str], config: ServingConfig) -> ParsedInput:
+async def read_parsed(request: Request, headers: Mapping[str, str], config: ServingConfig) -> ParsedInput:
     """The body read (bounded) and parsed; in a thread when it is large."""
     content_type = headers.get("content-type")
     media_type_of(content_type)  # 415 before reading a body we cannot parse

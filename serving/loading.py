@@ -33,6 +33,10 @@ from mlgate.serving.skops_trust import trusted_types_for as trusted_types_for  #
 if TYPE_CHECKING:
     from mlgate.serving.outliers import OutlierDetector
 
+# mlgate's folder inside an MLflow model directory (its bundle): the outlier detector (mlgate.serving.outliers)
+# and the explainers' background sample (mlgate.serving.explain_background), written by `mlgate train`.
+BUNDLE_FOLDER = "mlgate"
+
 log = logging.getLogger(__name__)
 
 

@@ -28,7 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-DETECTOR_DIR = Path("mlgate") / "outliers"  # inside an MLflow model directory
+from mlgate.serving.loading import BUNDLE_FOLDER
+
+DETECTOR_DIR = Path(BUNDLE_FOLDER) / "outliers"  # inside an MLflow model directory
 SPEC_FILE, FOREST_FILE = "outliers.json", "forest.skops"
 RANGE_MARGIN = 0.1  # a number beyond the training range by more than this share of its width is an outlier
 UNSEEN = -1.0  # the code of a category not seen in training

@@ -21,6 +21,7 @@ from mlgate.pipelines.report.markdown import (
     metric_deltas,
     plot_caption,
 )
+from mlgate.pipelines.report.reasons import cell, change_text, model_note, reasons_of
 
 if TYPE_CHECKING:
     from mlgate.pipelines.report.decision import Verdict
@@ -76,7 +77,8 @@ def load_plot(name: str, rel: str, base_dir: Path) -> Plot:
 
 def render_html(verdict: Verdict, base_dir: Path, report_digest: str) -> str:
     title = headline(verdict).removeprefix("## ")
-    body = [f"<h1>{_e(title)}</h1>", _summary(verdict, report_digest), _overview(verdict), _deltas(verdict)]
+    body = [f"<h1>{_e(title)}</h1>", _summary(verdict, report_digest), _overview(verdict), _deltas(verdict),
+            _reasons(verdict)]
     body += [_gate_section(name, result, base_dir) for name, result in verdict.results.items()]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body>\n"
@@ -110,6 +112,21 @@ def _deltas(verdict: Verdict) -> str:
              fmt(d.delta, signed=True), _e(ci_text(d)), _badge(d.status)] for d in deltas]
     return "<h2>Metric deltas vs production</h2>" + _table(
         ["Gate", "Check", "Candidate", "Production", "Δ", "CI", "Status"], rows)
+
+
+def _reasons(verdict: Verdict) -> str:
+    """Mean |contribution| per feature, candidate and production side by side (the quality gate's check)."""
+    found = reasons_of(verdict.results)
+    if found is None:
+        return ""
+    notes = "".join(f"<li>{_e(model_note(who, entry))}</li>" for who, entry in found.models.items())
+    rows = [[f"<code>{_e(r.feature)}</code>", cell(r.values.get("candidate")), cell(r.values.get("baseline")),
+             _e(change_text(r))] for r in found.rows]
+    more = f'<p class="note">{found.omitted} more features in reports/gates/quality.json.</p>' if found.omitted else ""
+    return ("<h2>Feature reasons: candidate vs production</h2><p class=\"note\">Mean |contribution| per feature "
+            "(its share of the model's total); information only, never a failing check.</p>"
+            f"<ul>{notes}</ul>" + (_table(["Feature", "Candidate", "Production", "Share change"], rows) if rows else "")
+            + more)
 
 
 def _gate_section(name: str, result: GateResult, base_dir: Path) -> str:

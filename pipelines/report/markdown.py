@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlgate.gates.result import Check, GateResult, Status
 from mlgate.pipelines.report.identity import baseline_name, judged_summary
+from mlgate.pipelines.report.reasons import reasons_markdown
 
 if TYPE_CHECKING:
     from mlgate.pipelines.report.decision import Verdict
@@ -119,7 +120,8 @@ def headline(verdict: Verdict) -> str:
 
 def render_markdown(verdict: Verdict, max_chars: int = MAX_REPORT_CHARS) -> str:
     sections = [REPORT_MARKER, headline(verdict), _problems(verdict), _gate_table(verdict),
-                _listed_section(verdict.results), _deltas_section(verdict.results), _models_section(verdict),
+                _listed_section(verdict.results), _deltas_section(verdict.results), reasons_markdown(verdict.results),
+                _models_section(verdict),
                 _reproduce_section(verdict)]
     return truncate("\n\n".join(s for s in sections if s) + "\n", max_chars)
 

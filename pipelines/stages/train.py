@@ -30,8 +30,8 @@ from mlgate.pipelines.lineage import Lineage, data_md5, git_state, model_digest
 from mlgate.pipelines.mlflow_io import LoggedRun, log_training_run
 from mlgate.pipelines.params import Params
 from mlgate.pipelines.stages import holdout_metrics
-from mlgate.pipelines.stages.bundle import BUNDLE_DIR, write_bundle
-from mlgate.pipelines.stages.bundle_background import add_background_to_bundle
+from mlgate.pipelines.stages.bundle import write_bundle
+from mlgate.serving.loading import BUNDLE_FOLDER
 
 MISSING_CATEGORY = "__missing__"
 _ESTIMATORS = {
@@ -149,9 +149,8 @@ def fit_and_log(params: Params, tracking_uri: str, base_dir: Path = Path(".")) -
     metrics = holdout_metrics.compute(params.model, pipeline, *features_and_target(test, params))
     lineage = current_lineage(params, base_dir)
     with tempfile.TemporaryDirectory(prefix="mlgate-bundle-") as scratch:
-        bundle = Path(scratch) / BUNDLE_DIR
+        bundle = Path(scratch) / BUNDLE_FOLDER
         write_bundle(bundle, params, train, test)
-        add_background_to_bundle(bundle, x_train, params)  # explanations' background (docs/EXPLANATIONS.md)
         run = log_training_run(
             tracking_uri,
             params.model.name,
@@ -161,7 +160,7 @@ def fit_and_log(params: Params, tracking_uri: str, base_dir: Path = Path(".")) -
             tags={**lineage.tags(), "mlgate.stage": "trained", "mlgate.model_name": params.model.name},
             input_example=x_train.head(5),
             model_dir=base_dir / params.train.model_dir,
-            bundle_dir=bundle if bundle.is_dir() else None,
+            bundle_dir=bundle,
         )
     return TrainOutcome(run, metrics, lineage)
 

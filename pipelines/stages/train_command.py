@@ -34,8 +34,7 @@ from mlgate.pipelines.files import replace_directory
 from mlgate.pipelines.mlflow_io import log_model_directory
 from mlgate.pipelines.params import Params
 from mlgate.pipelines.stages import holdout_metrics
-from mlgate.pipelines.stages.bundle import BUNDLE_DIR, write_bundle
-from mlgate.pipelines.stages.bundle_background import write_bundle_background
+from mlgate.pipelines.stages.bundle import write_bundle
 from mlgate.pipelines.stages.train import (
     TrainOutcome,
     current_lineage,
@@ -43,6 +42,7 @@ from mlgate.pipelines.stages.train import (
     load_checked_splits,
 )
 from mlgate.serving.loading import (
+    BUNDLE_FOLDER,
     LoadedModel,
     LoadPolicy,
     ModelLoadError,
@@ -69,11 +69,10 @@ def run_and_log(params: Params, params_path: Path, tracking_uri: str, base_dir: 
         written = scratch / target.name
         run_command(command, base_dir, command_environment(params, params_path, base_dir, written, tracking_uri))
         metrics = measure(params, load_written_model(written, params), test, base_dir)
-        write_bundle(written / BUNDLE_DIR, params, load_split(params.data, "train", base_dir), test)
+        write_bundle(written / BUNDLE_FOLDER, params, load_split(params.data, "train", base_dir), test)
         lineage = current_lineage(params, base_dir)
         tags = {**lineage.tags(), "mlgate.stage": "trained", "mlgate.model_name": name,
                 "mlgate.train_command": command[:5000]}
-        write_bundle_background(params, base_dir, written)  # before logging: the digest covers it
         run = log_model_directory(tracking_uri, name, written, tags, metrics=metrics,
                                   params={"model": params.model.model_dump(), "train": params.train.model_dump()})
         replace_directory(written, target)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from mlgate.gates.result import Check, GateResult
+from mlgate.pipelines.checks.quality.explanations import CHECK as REASONS_CHECK
 from mlgate.pipelines.files import write_json
 
 _COMPARISON_KEYS = ("candidate", "baseline", "delta", "ci", "level", "p_value", "test")
@@ -29,6 +30,7 @@ def summarize(result: GateResult, baseline: dict[str, Any] | None, candidate: di
         "calibration": {c.name.removeprefix("calibration."): _pick(c, ("candidate", "baseline", "max"))
                         for c in result.checks if c.name.startswith("calibration.")},
         "slices": [_slice_entry(c) for c in result.checks if c.name.startswith("slice.")],
+        "explanations": _explanations(by_name.get(REASONS_CHECK)),
         "counts": {s: len(result.by_status(s)) for s in {c.status for c in result.checks}},
     }
 
@@ -49,6 +51,13 @@ def _slice_entry(check: Check) -> dict[str, Any]:
     if "ci" in entry:
         entry["ci_low"], entry["ci_high"] = entry.pop("ci")
     return entry
+
+
+def _explanations(check: Check | None) -> dict[str, Any] | None:
+    """Each model's explainer, scale, rows and mean |contribution| per feature (or why not)."""
+    if check is None:
+        return None
+    return {who: check.details[who] for who in ("candidate", "baseline") if who in check.details}
 
 
 def _pick(check: Check, keys: tuple[str, ...]) -> dict[str, Any]:

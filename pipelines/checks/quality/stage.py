@@ -19,6 +19,7 @@ from mlgate.gates.result import GateResult
 from mlgate.pipelines.checks.models import Baseline, find_baseline, load_baseline, load_candidate
 from mlgate.pipelines.checks.quality import outputs as quality_metrics
 from mlgate.pipelines.checks.quality import plots as quality_plots
+from mlgate.pipelines.checks.quality.explanations import quality_reasons
 from mlgate.pipelines.checks.quality.model_outputs import (
     ModelOutputs,
     class_list,
@@ -51,7 +52,7 @@ def run(ctx: RunContext, *, model: str | None = None) -> GateResult:
     inputs = build_inputs(ctx, test, train, cand_test, cand_train, base_test, baseline)
     result = quality.check(inputs, params.gates.quality)
     artifacts = _write_predictions(ctx, test, train, cand_test, cand_train, base_test)
-    checks = list(result.checks)
+    checks = [*result.checks, quality_reasons(ctx, candidate, baseline, test)]  # information, never fails
     if params.gates.quality.deepchecks.enabled:
         from mlgate.pipelines.checks.quality.deepchecks_check import deepchecks_checks
 
