@@ -110,6 +110,18 @@ class Project:
         registry.set_alias(mlflow_uri, name, registry.CHAMPION, champion.version)
         return champion
 
+    def logistic_champion_boosted_candidate(self, name: str, mlflow_uri: str):
+        """A logistic-regression champion registered under `name` and a gradient-boosting candidate trained
+        (not registered) in models/candidate, deepchecks off. Returns the champion's ModelVersionRef."""
+        from mlgate.pipelines.cli.main import main
+
+        self.params["gates"]["quality"]["deepchecks"]["enabled"] = False
+        self.params["train"].update(estimator="logistic_regression", hyperparams={})
+        champion = self.prepare_and_register_champion(name, mlflow_uri)
+        self.params["train"].update(estimator="hist_gradient_boosting", hyperparams={"max_iter": 30})
+        assert main(["train", "--params", str(self.write()), "--tracking-uri", mlflow_uri]) == 0
+        return champion
+
 
 @pytest.fixture(scope="session")
 def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:

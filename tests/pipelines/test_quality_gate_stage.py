@@ -33,12 +33,7 @@ def trained(tmp_path_factory, churn_frame, base_params, mlflow_uri):
     """A project whose champion is a logistic regression and whose candidate is gradient boosting."""
     root = tmp_path_factory.mktemp("quality_stage")
     project = Project.create(root, churn_frame.sample(1200, random_state=7), base_params)
-    project.params["gates"]["quality"]["deepchecks"]["enabled"] = False
-    project.params["train"].update(estimator="logistic_regression", hyperparams={})
-    champion = project.prepare_and_register_champion(MODEL_NAME, mlflow_uri)
-    project.params["train"].update(estimator="hist_gradient_boosting", hyperparams={"max_iter": 30})
-    assert _run("train", "--params", str(project.write()), "--tracking-uri", mlflow_uri) == 0
-    return project, champion
+    return project, project.logistic_champion_boosted_candidate(MODEL_NAME, mlflow_uri)
 
 
 def _checks(root: Path) -> tuple[GateResult, dict[str, Check]]:

@@ -26,12 +26,8 @@ def judged(tmp_path_factory, churn_frame, base_params, mlflow_uri):
     """A logistic champion in the registry, a gradient-boosting candidate, and the quality gate's result."""
     root = tmp_path_factory.mktemp("quality_reasons")
     project = Project.create(root, churn_frame.sample(1200, random_state=11), base_params)
-    project.params["gates"]["quality"]["deepchecks"]["enabled"] = False
-    project.params["train"].update(estimator="logistic_regression", hyperparams={})
-    champion = project.prepare_and_register_champion(MODEL_NAME, mlflow_uri)
-    project.params["train"].update(estimator="hist_gradient_boosting", hyperparams={"max_iter": 30})
-    path = str(project.write())
-    assert main(["train", "--params", path, "--tracking-uri", mlflow_uri]) == 0
+    champion = project.logistic_champion_boosted_candidate(MODEL_NAME, mlflow_uri)
+    path = str(project.params_path)
     assert main(["gate", "quality", "--params", path, "--tracking-uri", mlflow_uri, "--report-only"]) == 0
     return project, champion, GateResult.read(root / "reports" / "gates" / "quality.json")
 
