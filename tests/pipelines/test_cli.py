@@ -66,10 +66,13 @@ def test_ctrl_c_exits_130(repo_root) -> None:
                                     "--params", str(repo_root / "params.yaml")],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            time.sleep(6.0)  # past the imports, waiting for the server's answer
+            silent.settimeout(60)
+            connection, _ = silent.accept()  # the command is past its imports and waits for the answer
+            time.sleep(0.5)
             assert process.poll() is None, process.communicate()[1]
             process.send_signal(signal.SIGINT)
             _, err = process.communicate(timeout=30)
+            connection.close()
         finally:
             if process.poll() is None:
                 process.kill()
