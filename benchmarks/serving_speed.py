@@ -23,6 +23,7 @@ Target (log on): throughput >= 2,800 requests/s (3x the ~940 of the issue's firs
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -50,6 +51,26 @@ def config(log_url: str | None, defaults: dict[str, Any] | None = None) -> Any:
     log = base.prediction_log.model_copy(update={"enabled": log_url is not None,
                                                  "url": log_url or base.prediction_log.url})
     return base.model_copy(update={"prediction_log": log})
+
+
+class OlderConfig:
+    """This version's ServingConfig for an older server: read like the config, dumped with only the keys the
+    older version's own defaults have (it refuses keys it does not know)."""
+
+    def __init__(self, config: Any, known: dict[str, Any]) -> None:
+        self._config, self._known = config, known
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._config, name)
+
+    def model_dump_json(self) -> str:
+        return json.dumps(_known_keys(self._config.model_dump(mode="json"), self._known))
+
+
+def _known_keys(values: Any, known: Any) -> Any:
+    if not isinstance(values, dict) or not isinstance(known, dict):
+        return values
+    return {key: _known_keys(value, known[key]) for key, value in values.items() if key in known}
 
 
 @contextmanager
@@ -109,7 +130,8 @@ def servers(model: Path, scratch: Path, baseline: str | None) -> Iterator[dict[s
             running[name] = _started(server)
         if baseline is not None:
             env = stack.enter_context(baseline_environment(baseline))
-            before = config(f"sqlite:///{scratch / 'before.db'}", baseline_defaults(env))
+            defaults = baseline_defaults(env)
+            before = OlderConfig(config(f"sqlite:///{scratch / 'before.db'}", defaults), defaults)
             server = stack.enter_context(ServerProcess({"default": str(model)}, before, env=env,
                                                        log_path=scratch / "before.log"))
             running[BEFORE] = _started(server)
