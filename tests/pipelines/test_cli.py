@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 
@@ -53,6 +54,27 @@ def test_gate_help_lists_each_gates_own_options() -> None:
     assert "--candidate" in done.stdout and "--suggest" not in done.stdout
 
 
+def _as_from_a_terminal() -> None:
+    """The child starts with SIGINT as a terminal leaves it: handled by default and not blocked (a test
+    worker may have inherited or set otherwise; Python only installs KeyboardInterrupt over SIG_DFL)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _signal_masks(pid: int) -> str:
+    status = Path(f"/proc/{pid}/status")
+    if not status.is_file():
+        return "unknown"
+    return "; ".join(line for line in status.read_text().splitlines() if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
+
+
+def _stacks(pid: int) -> str:
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.is_file():
+        return "(py-spy not installed)"
+    return subprocess.run([str(spy), "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30).stdout
+
+
 def test_ctrl_c_exits_130(repo_root) -> None:
     # A tracking server that accepts the connection and never answers: the command blocks inside
     # MLflow's client, where a user would press Ctrl-C.
@@ -64,14 +86,20 @@ def test_ctrl_c_exits_130(repo_root) -> None:
         uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
         process = subprocess.Popen([*MLGATE, "approvals", "--version", "1", "--tracking-uri", uri,
                                     "--params", str(repo_root / "params.yaml")],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   preexec_fn=_as_from_a_terminal)
         try:
             silent.settimeout(60)
             connection, _ = silent.accept()  # the command is past its imports and waits for the answer
             time.sleep(0.5)
             assert process.poll() is None, process.communicate()[1]
+            masks = _signal_masks(process.pid)
             process.send_signal(signal.SIGINT)
-            _, err = process.communicate(timeout=30)
+            try:
+                _, err = process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"no exit 30 s after SIGINT; the command's signal masks: {masks}; its stacks:\n"
+                            + _stacks(process.pid))
             connection.close()
         finally:
             if process.poll() is None:
