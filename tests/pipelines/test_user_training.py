@@ -242,6 +242,10 @@ def test_the_lightgbm_example_goes_through_every_gate_the_verdict_and_register(t
     assert quality["metric.roc_auc.vs_baseline"]["status"] == "PASS"
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
     assert "train.py" in {d["path"] for d in lock["train"]["deps"]}
+    bundle = root / "models" / "candidate" / "mlgate"  # mlgate's part of the team's bundle, judged with it
+    assert (bundle / "outliers" / "forest.skops").is_file() and (bundle / "background.parquet").is_file()
+    edge = {c["name"]: c for c in json.loads((root / "reports" / "gates" / "edge_cases.json").read_text())["checks"]}
+    assert edge["outliers.flagged"]["status"] == "PASS", edge["outliers.flagged"]
 
     register = subprocess.run(["mlgate", "register"], cwd=root, env=env, capture_output=True, text=True)
     assert register.returncode == 0, register.stdout + register.stderr
