@@ -91,11 +91,18 @@ def _interleaved_blocks(server: ServerProcess, bodies: list[bytes], blocks: int,
     return latencies, answers
 
 
+# The champion's p50 with a failing shadow over its p50 with none. Measured (median ratio over rounds): raising
+# 1.04 and sleeping 0.97 on a quiet machine, raising 1.05-1.10 with both cores busy-looped, 1.12 inside the full
+# suite (the other test process loads both cores): the shadow's thread shares the GIL, and a starved process
+# pays more for each hand-over. A shadow answered on the request path would add its whole call.
+MAX_SLOWDOWN = 1.20
+
+
 def _slower_than_allowed(latencies: dict[str, list[list[float]]]) -> list[str]:
-    """The arms whose champion p50 is over 1.10 x the shadow-off p50, compared within each round (the blocks
-    of one round run back to back, so background load that drifts between rounds cancels) and taken as the
-    median over rounds."""
-    return [arm for arm in ARMS[1:] if _round_ratio(latencies, arm) > 1.10]
+    """The arms whose champion p50 is over MAX_SLOWDOWN x the shadow-off p50, compared within each round (the
+    blocks of one round run back to back, so background load that drifts between rounds cancels) and taken as
+    the median over rounds."""
+    return [arm for arm in ARMS[1:] if _round_ratio(latencies, arm) > MAX_SLOWDOWN]
 
 
 def _round_ratio(latencies: dict[str, list[list[float]]], arm: str) -> float:
@@ -124,7 +131,7 @@ def test_a_raising_or_sleeping_shadow_never_reaches_the_caller(model_dir: Path, 
     assert {a.status for a in answers} == {200} and {a.variant for a in answers} == {"champion"}
     ratios = {arm: round(_round_ratio(latencies, arm), 3) for arm in ARMS[1:]}
     assert not _slower_than_allowed(latencies), f"champion p50 / shadow-off p50, median over rounds: {ratios}; " \
-                                                "allowed: 1.10"
+                                                f"allowed: {MAX_SLOWDOWN}"
     assert raised > 0 and timed_out > 0, "the shadows did run (and fail) while the champion answered"
     logged = read_predictions(f"sqlite:///{tmp_path / 'predictions.db'}")
     shadow_rows = logged[logged["shadow"] == 1]
