@@ -101,7 +101,13 @@ class RolloutLock:
             if self._on_takeover:
                 self._on_takeover(f"took over a stale lock of {held.describe()}: {stale}")
         self._acquired = now
-        self._write(now)
+        try:
+            self._write(now)
+        except Exception:  # MlflowException: another controller created the tag in the same instant (SQLite UNIQUE)
+            other = read_lock(self.tracking_uri, self.model)
+            if other is not None and other.token != self.token:
+                raise LockHeld(f"model {self.model!r}: lost the race for the lock to {other.describe()}") from None
+            raise
         time.sleep(_SETTLE_S)
         mine = read_lock(self.tracking_uri, self.model)
         if mine is None or mine.token != self.token:
