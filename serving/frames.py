@@ -26,7 +26,7 @@ def build_frame(schema: InputSchema | None, batches: Sequence[FeatureBatch]) -> 
 def build_columns(schema: InputSchema | None, batches: Sequence[FeatureBatch]) -> dict[str, np.ndarray]:
     """`build_frame`'s columns as arrays, in signature column order."""
     specs = _specs_present(schema, batches)
-    return {spec.name: _column_array(spec, _concat(spec.name, batches)) for spec in specs}
+    return {spec.name: column_array(spec, _concat(spec.name, batches)) for spec in specs}
 
 
 def _specs_present(schema: InputSchema | None, batches: Sequence[FeatureBatch]) -> list[ColumnSpec]:
@@ -46,7 +46,7 @@ def _concat(name: str, batches: Sequence[FeatureBatch]) -> list[Any]:
     return values
 
 
-def _column_array(spec: ColumnSpec, values: list[Any]) -> np.ndarray:
+def column_array(spec: ColumnSpec, values: list[Any]) -> np.ndarray:
     """Numbers as float64 (null -> NaN), narrowed to the signature's integer type when lossless."""
     if spec.type in NUMERIC_TYPES:
         array = np.asarray(values, dtype=np.float64)
@@ -57,6 +57,11 @@ def _column_array(spec: ColumnSpec, values: list[Any]) -> np.ndarray:
         return np.asarray(values, dtype=bool)
     array = np.empty(len(values), dtype=object)
     array[:] = values
+    if spec.type == "string":
+        # Null text as NaN, always: pandas turns None into NaN in a column that also holds text, but keeps a
+        # column of nulls only as None, which scikit-learn's imputer does not see as missing, so a lone
+        # request's null got another answer than the same request batched with others.
+        array[array == None] = np.nan  # noqa: E711 - elementwise comparison with None
     return array
 
 

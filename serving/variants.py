@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from mlgate.gates.result import first_line
+from mlgate.serving.fast_features import CompiledFeatures, compile_features
 from mlgate.serving.frames import build_columns, output_rows, split_rows
 from mlgate.serving.loading import LoadPolicy, ModelLoadError, load_model, signature_inputs
 from mlgate.serving.outliers import OutlierDetector
@@ -31,6 +33,7 @@ DEFAULT_VARIANT = "default"
 # Collections of the middle generation between two of the oldest (Python's default: 10); see freeze_long_lived.
 FULL_COLLECTION_EVERY = 100
 
+log = logging.getLogger(__name__)
 _NAMED_URI = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)=(?P<uri>.+)$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
 _REGISTRY_VERSION = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)/?$")
@@ -67,6 +70,8 @@ class Variant:
     positive_index: int = 1  # column of predict_proba logged as the score (binary classifiers)
     skops_flagged: tuple[str, ...] = ()  # types skops flags that serving.trusted_types let through
     outliers: OutlierDetector | None = None  # the bundle's outlier detector (None: this model has none)
+    features: CompiledFeatures | None = None  # the pipeline's feature step in numpy (None: scikit-learn's)
+    features_how: str = "scikit-learn"  # how the feature step runs, or why not in numpy (/readyz)
 
     @property
     def strict_integers(self) -> bool:
@@ -91,12 +96,15 @@ class Variant:
         """Predict every batch in one model call and return the JSON-ready rows of each batch, with each
         row's outlier flag when the model's bundle has a detector."""
         columns = build_columns(self.schema, batches)
-        frame = pd.DataFrame(columns, copy=False)
-        if method == "predict_scored":
-            rows = labels_with_scores(self.model, frame, self.positive_index)
+        if self.features is not None:  # the same numbers as the pipeline's own transform, without pandas
+            model, data = self.features.estimator, self.features.transform(columns)
         else:
-            predict = self.model.predict_proba if method == "predict_proba" else self.model.predict
-            rows = output_rows(predict(frame), len(frame))
+            model, data = self.model, pd.DataFrame(columns, copy=False)
+        if method == "predict_scored":
+            rows = labels_with_scores(model, data, self.positive_index)
+        else:
+            predict = model.predict_proba if method == "predict_proba" else model.predict
+            rows = output_rows(predict(data), len(data))
         sizes = [batch.n_rows for batch in batches]
         flags = split_rows(self.outliers.flags(columns).tolist(), sizes) if self.outliers is not None else None
         return [BatchRows(part, flags[i] if flags is not None else None)
@@ -108,7 +116,8 @@ class Variant:
                 "columns": list(self.schema.names) if self.schema else None,
                 "classes": list(self.classes) if self.classes is not None else None,
                 "scores": self.supports_proba, "skops_flagged_types": list(self.skops_flagged),
-                "outlier_detector": self.outliers.spec_summary() if self.outliers is not None else None}
+                "outlier_detector": self.outliers.spec_summary() if self.outliers is not None else None,
+                "feature_step": self.features_how}
 
 
 def labels_with_scores(model: Any, frame: Any, positive_index: int) -> list[list[Any]]:
@@ -173,11 +182,13 @@ def load_variant(name: str, uri: str, policy: LoadPolicy | None = None) -> Varia
     loaded = load_model(pinned_uri, policy)
     version = registry_version or loaded.run_id or loaded.model_id or "local"
     classes = getattr(loaded.model, "classes_", None)
+    schema = _input_schema({"signature": loaded.signature}, uri)
+    features, how = compile_features(loaded.model, schema)
+    log.info("variant %s: feature step: %s", name, how)
     return Variant(
-        name=name, uri=uri, version=str(version), flavor=loaded.flavor,
-        schema=_input_schema({"signature": loaded.signature}, uri), model=loaded.model,
+        name=name, uri=uri, version=str(version), flavor=loaded.flavor, schema=schema, model=loaded.model,
         classes=tuple(classes.tolist()) if classes is not None else None, skops_flagged=loaded.flagged_types,
-        outliers=loaded.outliers,
+        outliers=loaded.outliers, features=features, features_how=how,
     )
 
 
