@@ -21,6 +21,7 @@ import pandas as pd
 
 from mlgate.gates.result import first_line
 from mlgate.serving.fast_features import CompiledFeatures, compile_features
+from mlgate.serving.fast_trees import FlatBoosting
 from mlgate.serving.frames import build_columns, output_rows, split_rows
 from mlgate.serving.loading import LoadPolicy, ModelLoadError, load_model, signature_inputs
 from mlgate.serving.outliers import OutlierDetector
@@ -72,6 +73,7 @@ class Variant:
     outliers: OutlierDetector | None = None  # the bundle's outlier detector (None: this model has none)
     features: CompiledFeatures | None = None  # the pipeline's feature step in numpy (None: scikit-learn's)
     features_how: str = "scikit-learn"  # how the feature step runs, or why not in numpy (/readyz)
+    trees: FlatBoosting | None = None  # a gradient-boosting estimator's trees in flat numpy arrays
 
     @property
     def strict_integers(self) -> bool:
@@ -101,7 +103,9 @@ class Variant:
         else:
             model, data = self.model, pd.DataFrame(columns, copy=False)
         if method == "predict_scored":
-            rows = labels_with_scores(model, data, self.positive_index)
+            rows = labels_with_scores(model, data, self.positive_index, self.trees)
+        elif self.trees is not None and model is self.trees.estimator:
+            rows = output_rows(boosting_output(self.trees, method, data), len(data))
         else:
             predict = model.predict_proba if method == "predict_proba" else model.predict
             rows = output_rows(predict(data), len(data))
@@ -117,10 +121,12 @@ class Variant:
                 "classes": list(self.classes) if self.classes is not None else None,
                 "scores": self.supports_proba, "skops_flagged_types": list(self.skops_flagged),
                 "outlier_detector": self.outliers.spec_summary() if self.outliers is not None else None,
-                "feature_step": self.features_how}
+                "feature_step": self.features_how,
+                "trees": "flat numpy" if self.trees is not None else "the model's own"}
 
 
-def labels_with_scores(model: Any, frame: Any, positive_index: int) -> list[list[Any]]:
+def labels_with_scores(model: Any, frame: Any, positive_index: int,
+                       trees: FlatBoosting | None = None) -> list[list[Any]]:
     """[label, positive-class probability] per row. A Pipeline transforms once and its final step
     gives both, exactly as Pipeline.predict and predict_proba would."""
     final, features = model, frame
@@ -129,13 +135,13 @@ def labels_with_scores(model: Any, frame: Any, positive_index: int) -> list[list
         for _, step in model.steps[:-1]:
             if step is not None and step != "passthrough":
                 features = step.transform(features)
-    predicted, probabilities = labels_and_probabilities(final, features)
+    predicted, probabilities = labels_and_probabilities(final, features, trees)
     labels = output_rows(predicted, len(frame))
     scores = probabilities[:, positive_index].tolist()
     return [[label, score] for label, score in zip(labels, scores, strict=True)]
 
 
-def labels_and_probabilities(estimator: Any, features: Any) -> tuple[Any, Any]:
+def labels_and_probabilities(estimator: Any, features: Any, trees: FlatBoosting | None = None) -> tuple[Any, Any]:
     """`estimator.predict(features)` and `estimator.predict_proba(features)`. Both methods of a
     HistGradientBoostingClassifier walk every tree (`_raw_predict`) and differ only in the last step,
     so for exactly that class the trees are walked once and both last steps taken as its methods take
@@ -145,9 +151,19 @@ def labels_and_probabilities(estimator: Any, features: Any) -> tuple[Any, Any]:
 
     if type(estimator) is not HistGradientBoostingClassifier:
         return estimator.predict(features), estimator.predict_proba(features)
-    raw = estimator._raw_predict(features)
+    raw = trees.raw_predict(features) if trees is not None and trees.estimator is estimator \
+        else estimator._raw_predict(features)
     encoded = (raw.ravel() > 0).astype(int) if raw.shape[1] == 1 else np.argmax(raw, axis=1)
     return estimator.classes_[encoded], estimator._loss.predict_proba(raw)
+
+
+def boosting_output(trees: FlatBoosting, method: PredictMethod, features: Any) -> Any:
+    """`predict` or `predict_proba` of the gradient-boosting model of `trees`, from its flat trees."""
+    estimator = trees.estimator
+    if not hasattr(estimator, "classes_"):  # a regressor: its predict is the link's inverse of the raw value
+        return estimator._loss.link.inverse(trees.raw_predict(features).ravel())
+    labels, probabilities = labels_and_probabilities(estimator, features, trees)
+    return probabilities if method == "predict_proba" else labels
 
 
 def with_positive_class(variant: Variant, positive_class: str | None) -> Variant:
@@ -184,11 +200,13 @@ def load_variant(name: str, uri: str, policy: LoadPolicy | None = None) -> Varia
     classes = getattr(loaded.model, "classes_", None)
     schema = _input_schema({"signature": loaded.signature}, uri)
     features, how = compile_features(loaded.model, schema)
-    log.info("variant %s: feature step: %s", name, how)
+    trees = FlatBoosting.of(features.estimator) if features is not None else None
+    log.info("variant %s: feature step: %s; trees: %s", name, how,
+             f"flat numpy, equal on {trees.checked_rows} probe rows" if trees else "the model's own")
     return Variant(
         name=name, uri=uri, version=str(version), flavor=loaded.flavor, schema=schema, model=loaded.model,
         classes=tuple(classes.tolist()) if classes is not None else None, skops_flagged=loaded.flagged_types,
-        outliers=loaded.outliers, features=features, features_how=how,
+        outliers=loaded.outliers, features=features, features_how=how, trees=trees,
     )
 
 

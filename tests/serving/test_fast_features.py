@@ -17,6 +17,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 from mlgate.pipelines.params import Params
 from mlgate.pipelines.stages.train import build_pipeline
 from mlgate.serving.fast_features import compile_features
+from mlgate.serving.fast_trees import FlatBoosting
 from mlgate.serving.frames import build_columns
 from mlgate.serving.protocol import ParsedInput
 from mlgate.serving.validation import InputSchema, validate
@@ -65,7 +66,8 @@ def test_numpy_feature_step_equals_scikit_learns(churn_frame, base_params, estim
     assert compiled is not None, how
     assert "equal to scikit-learn's" in how
     fast = Variant("fast", "uri", "1", "sklearn", schema, model, tuple(model.classes_.tolist()),
-                   features=compiled)
+                   features=compiled, trees=FlatBoosting.of(compiled.estimator))
+    assert (fast.trees is not None) == (estimator == "hist_gradient_boosting")
     slow = Variant("slow", "uri", "1", "sklearn", schema, model, tuple(model.classes_.tolist()))
     rng = np.random.default_rng(11)
     for size in (1, 2, 7, 32, 200):
