@@ -33,6 +33,13 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("mlgate request handling (routing, ids, headers)", ("serving/invocations.py", "serving/routing/", "uuid.py")),
     ("HTTP server + framework (uvicorn, Starlette, FastAPI)", ("uvicorn/", "starlette/", "fastapi/", "httptools")),
 )
+# Stages known by a frame anywhere in the stack, before the markers above: numpy called by mlgate's own
+# model code (the flat trees, the numpy feature step, the outlier detector) belongs to that code.
+OWNERS: tuple[tuple[str, str], ...] = (
+    ("model: trees", "serving/fast_trees.py"),
+    ("model: pipeline transform", "serving/fast_features.py"),
+    ("outlier flags", "serving/outliers.py"),
+)
 EVENT_LOOP = "event loop (asyncio/uvloop)"
 OTHER = "other"
 
@@ -52,6 +59,9 @@ class GilProfile:
 
 def stage_of(frames: list[str]) -> str:
     """The stage of one stack (outermost frame first, as py-spy writes it)."""
+    for stage, owner in OWNERS:
+        if any(owner in frame for frame in frames):
+            return stage
     for frame in reversed(frames):
         for stage, markers in STAGES:
             if any(marker in frame for marker in markers):
