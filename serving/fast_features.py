@@ -32,7 +32,8 @@ class Unsupported(Exception):
 
 @dataclass(frozen=True)
 class _Numbers:
-    """SimpleImputer, then StandardScaler when fitted with one: `X[nan] = fill; X -= mean; X /= scale`."""
+    """SimpleImputer, then StandardScaler when fitted with one: `X[nan] = fill; X -= mean; X /= scale`
+    (neither: 'passthrough')."""
 
     columns: tuple[str, ...]
     fill: np.ndarray | None
@@ -132,11 +133,22 @@ def _parts_of(model: Any, schema: InputSchema | None) -> tuple[_Numbers | _OneHo
         kinds = {_kind(specs.get(column)) for column in columns}
         if len(kinds) != 1 or None in kinds:
             raise Unsupported(f"transformer {name!r}: columns of mixed or unknown types")
+        kind = kinds.pop()
+        if _passthrough(transformer) and kind == "number":
+            parts.append(_Numbers(tuple(columns), None, None, None))  # the numbers as given, NaN kept
+            continue
         steps = transformer.steps if type(transformer) is Pipeline else [(name, transformer)]
-        parts.append(_part(name, [s for _, s in steps], tuple(columns), kinds.pop()))
+        parts.append(_part(name, [s for _, s in steps], tuple(columns), kind))
     if not parts:
         raise Unsupported("the ColumnTransformer outputs no column")
     return tuple(parts)
+
+
+def _passthrough(transformer: Any) -> bool:
+    """'passthrough', as given or as fitted (an identity FunctionTransformer)."""
+    if isinstance(transformer, str):
+        return transformer == "passthrough"
+    return type(transformer).__name__ == "FunctionTransformer" and transformer.func is None
 
 
 def _kind(spec: ColumnSpec | None) -> str | None:

@@ -127,3 +127,25 @@ def test_a_null_category_gets_the_same_answer_alone_as_batched(churn_frame, base
     assert np.array_equal(alone, batched)
     expected = model.steps[0][1].transform(features.head(1).assign(state=np.nan))  # as training read nulls
     assert np.array_equal(alone, expected)
+
+
+def test_numbers_passed_through_as_a_team_pipeline_does(churn_frame, base_params) -> None:
+    """The LightGBM example's shape: categories imputed and one-hot encoded, numbers 'passthrough'."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    model, schema, features = _fitted(churn_frame, base_params, "hist_gradient_boosting", True)
+    numeric = [c for c in features.columns if features[c].dtype != object and c != "area_code"]
+    text = [c for c in features.columns if features[c].dtype == object]
+    categories = Pipeline([("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
+                           ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False))])
+    team = Pipeline([("features", ColumnTransformer([("categorical", categories, text),
+                                                     ("numeric", "passthrough", numeric)])),
+                     ("classifier", HistGradientBoostingClassifier(max_iter=10))])
+    team.fit(features, model.classes_[np.arange(len(features)) % 2])
+    compiled, how = compile_features(team, schema)
+    assert compiled is not None, how
+    rng = np.random.default_rng(4)
+    for size in (1, 32):
+        columns = build_columns(schema, [_batches(schema, features, rng, size)])
+        expected = team.steps[0][1].transform(pd.DataFrame(columns, copy=False))
+        assert np.array_equal(compiled.transform(columns), expected, equal_nan=True)
