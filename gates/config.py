@@ -191,6 +191,8 @@ class RankTestConfig(StrictModel):
         "superiority: P(candidate slower) - 0.5 (a consistency measure).")
     tolerance: float = Field(0.25, ge=0.0, description="Allowed effect: +25% of the baseline median for shift_ratio; "
                              "for superiority at most 0.5 (0.15: P(candidate slower) up to 0.65).")
+    slack_ms: float = Field(2.0, ge=0.0, description="shift_ratio: a median shift this small never fails, whatever "
+                            "its share of a fast baseline's median (ratios of tiny times are noise).")
 
     @model_validator(mode="after")
     def _superiority_is_a_probability(self) -> RankTestConfig:

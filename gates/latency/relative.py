@@ -69,14 +69,15 @@ def rank_check(candidate: Sequence[RoundSamples], baseline: Sequence[RoundSample
     """Mann-Whitney on the pooled raw samples, failing only beyond the effect-size tolerance (Kayenta-like)."""
     rule = config.rank_test
     judged = rank_judge(latencies(baseline), latencies(candidate), tolerance=rule.tolerance, alpha=rule.alpha,
-                        effect=rule.effect, seed=config.seed)
+                        effect=rule.effect, seed=config.seed, slack=rule.slack_ms)
     test = judged.test
     details = {"effect": rule.effect, "superiority": test.superiority, "shift_ratio": test.shift_ratio,
                "p_greater": test.p_greater, "p_two_sided": test.p_two_sided, "shift_ms": test.shift,
                "baseline_median_ms": test.a_median, "n_candidate": test.n_b, "n_baseline": test.n_a,
                "subsampled": test.subsampled}
     if rule.effect == "shift_ratio":
-        observed, expected = test.shift_ratio, f"median shift <= +{rule.tolerance:.0%} of baseline median or p >= {rule.alpha:g}"
+        observed, expected = test.shift_ratio, (f"median shift <= +{rule.tolerance:.0%} of baseline median "
+                                                f"(or <= +{rule.slack_ms:g} ms) or p >= {rule.alpha:g}")
     else:
         observed, expected = test.superiority, f"P(candidate slower) <= {0.5 + rule.tolerance:g} or p >= {rule.alpha:g}"
     return Check("rank_test", Status.PASS if judged.passed else Status.FAIL, observed, expected,

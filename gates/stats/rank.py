@@ -66,17 +66,19 @@ def mann_whitney_effect(
 
 def rank_judge(
     a: np.ndarray, b: np.ndarray, *, tolerance: float, alpha: float, effect: Effect = "superiority",
-    max_samples: int = DEFAULT_MAX_SAMPLES, seed: int = 0, unit: str = "ms",
+    max_samples: int = DEFAULT_MAX_SAMPLES, seed: int = 0, unit: str = "ms", slack: float = 0.0,
 ) -> RankJudgement:
     """Fail only if b is significantly larger (one-sided p < alpha) AND its effect exceeds `tolerance`:
-    `superiority`: P(b > a) - 0.5; `shift_ratio`: Hodges-Lehmann shift / median(a)."""
+    `superiority`: P(b > a) - 0.5; `shift_ratio`: Hodges-Lehmann shift / median(a), and the shift itself
+    exceeds `slack` (in `unit`)."""
     test = mann_whitney_effect(a, b, max_samples=max_samples, seed=seed)
     significant = test.p_greater < alpha
     mw = f"Mann-Whitney one-sided p {test.p_greater:.2g} vs alpha {alpha:g}"
     if effect == "shift_ratio":
-        large = test.shift_ratio > tolerance
+        large = test.shift_ratio > tolerance and test.shift > slack
+        allowed = f"+{tolerance:.0%}" + (f" (or +{slack:g} {unit})" if slack > 0 else "")
         facts = (f"median shift {test.shift:+.1f} {unit} = {test.shift_ratio:+.0%} of the baseline median "
-                 f"{test.a_median:.1f} {unit} vs allowed +{tolerance:.0%}, {mw}, "
+                 f"{test.a_median:.1f} {unit} vs allowed {allowed}, {mw}, "
                  f"P(candidate > baseline) {test.superiority:.3f} (n {test.n_b}/{test.n_a})")
     else:
         large = test.superiority - 0.5 > tolerance

@@ -173,7 +173,7 @@ def latency_gate() -> dict[str, Any]:
         "min_samples": 100, "min_sustained_share": 0.9,
         "slo": {"p95_ms": 250, "p99_ms": 500, "max_error_rate": 0.001, "min_rps": 15},
         "max_p95_ratio": 1.25, "p95_slack_ms": 2.0, "ratio_level": 0.95, "ratio_n_boot": 1000,
-        "rank_test": {"alpha": 0.01, "effect": "shift_ratio", "tolerance": 0.25},
+        "rank_test": {"alpha": 0.01, "effect": "shift_ratio", "tolerance": 0.25, "slack_ms": 2.0},
     }
 
 

@@ -48,7 +48,7 @@ def test_a_20ms_slowdown_fails_with_both_p95s_the_ratio_and_the_rank_test():
     message = checks["rank_test"].message
     assert f"p95 candidate {cand:.1f} ms vs baseline {base:.1f} ms" in message
     assert f"(ratio {cand / base:.2f})" in message
-    assert re.search(r"median shift \+\d\d\.\d ms = \+\d+% of the baseline median \d\d\.\d ms vs allowed \+25%, "
+    assert re.search(r"median shift \+\d\d\.\d ms = \+\d+% of the baseline median \d\d\.\d ms vs allowed \+25% \(or \+2 ms\), "
                      r"Mann-Whitney one-sided p \S+ vs alpha 0\.01, P\(candidate > baseline\) 0\.9\d\d", message)
     ratio = checks["ratio.p95"]
     assert re.fullmatch(rf"p95 candidate {cand:.1f} ms vs baseline {base:.1f} ms: ratio {cand / base:.2f} "
@@ -221,3 +221,18 @@ def test_an_slo_throughput_above_the_offered_load_is_refused_up_front():
 def test_batch_mix_must_name_positive_sizes_and_shares(mix):
     with pytest.raises(ValidationError, match="batch_mix"):
         LatencyGateConfig(batch_mix=mix)
+
+
+def test_a_sub_millisecond_shift_of_a_fast_baseline_passes_the_rank_test() -> None:
+    """+60% of a 1.5 ms median is 0.9 ms: within rank_test.slack_ms (2 ms), as a p95 difference within
+    p95_slack_ms is; the same relative shift of a 15 ms median (9 ms) still fails."""
+    from mlgate.gates.stats.rank import rank_judge
+
+    rng = np.random.default_rng(3)
+    for median, fails in ((1.5, False), (15.0, True)):
+        baseline = rng.gamma(20.0, median / 20.0, 1500)
+        candidate = rng.gamma(20.0, 1.6 * median / 20.0, 1500)
+        judged = rank_judge(baseline, candidate, tolerance=0.5, alpha=0.01, effect="shift_ratio", slack=2.0)
+        assert judged.test.p_greater < 0.01 and judged.test.shift_ratio > 0.5
+        assert judged.passed is not fails, judged.message
+        assert "(or +2 ms)" in judged.message
