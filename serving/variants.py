@@ -145,16 +145,43 @@ def labels_and_probabilities(estimator: Any, features: Any, trees: FlatBoosting 
     """`estimator.predict(features)` and `estimator.predict_proba(features)`. Both methods of a
     HistGradientBoostingClassifier walk every tree (`_raw_predict`) and differ only in the last step,
     so for exactly that class the trees are walked once and both last steps taken as its methods take
-    them: half the tree walks of the default model's served calls (issue 18).
+    them: half the tree walks of the default model's served calls (issue 18). A random forest's and a
+    LightGBM classifier's predict is the argmax of their predict_proba, so one predict_proba gives both.
     tests/serving/test_one_pass_scores.py checks that the two ways agree bit for bit."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
+    if _predicts_argmax_of_proba(estimator):  # its predict is exactly this, after a second predict_proba
+        probabilities = estimator.predict_proba(features)
+        encoded = np.argmax(probabilities, axis=1)
+        labels = estimator._le.inverse_transform(encoded) if _LIGHTGBM_CLASSIFIER == _type_name(estimator) \
+            else estimator.classes_.take(encoded, axis=0)
+        return labels, probabilities
     if type(estimator) is not HistGradientBoostingClassifier:
         return estimator.predict(features), estimator.predict_proba(features)
     raw = trees.raw_predict(features) if trees is not None and trees.estimator is estimator \
         else estimator._raw_predict(features)
     encoded = (raw.ravel() > 0).astype(int) if raw.shape[1] == 1 else np.argmax(raw, axis=1)
     return estimator.classes_[encoded], estimator._loss.predict_proba(raw)
+
+
+_LIGHTGBM_CLASSIFIER = "lightgbm.sklearn.LGBMClassifier"
+# Classifiers whose predict is the argmax of their own predict_proba (read in their source: ForestClassifier.predict
+# with one output; LGBMClassifier.predict with a built-in objective): one pass gives both.
+_ARGMAX_OF_PROBA = {"sklearn.ensemble._forest.RandomForestClassifier", "sklearn.ensemble._forest.ExtraTreesClassifier",
+                    _LIGHTGBM_CLASSIFIER}
+
+
+def _type_name(estimator: Any) -> str:
+    return f"{type(estimator).__module__}.{type(estimator).__qualname__}"
+
+
+def _predicts_argmax_of_proba(estimator: Any) -> bool:
+    name = _type_name(estimator)
+    if name not in _ARGMAX_OF_PROBA:
+        return False
+    if name == _LIGHTGBM_CLASSIFIER:
+        return not callable(getattr(estimator, "_objective", None))
+    return getattr(estimator, "n_outputs_", 1) == 1
 
 
 def boosting_output(trees: FlatBoosting, method: PredictMethod, features: Any) -> Any:

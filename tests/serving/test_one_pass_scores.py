@@ -48,3 +48,18 @@ def test_served_labels_and_scores_are_the_pipelines_own() -> None:
         rows = labels_with_scores(model, frame.fillna(0), positive_index=1)
         assert [label for label, _ in rows] == model.predict(frame.fillna(0)).tolist()
         assert [score for _, score in rows] == model.predict_proba(frame.fillna(0))[:, 1].tolist()
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_one_predict_proba_gives_a_forests_and_lightgbms_own_labels(classes: int) -> None:
+    from lightgbm import LGBMClassifier
+    from sklearn.ensemble import RandomForestClassifier
+
+    frame, target = _data(classes)
+    for estimator in (RandomForestClassifier(n_estimators=30, random_state=0),
+                      LGBMClassifier(n_estimators=30, verbose=-1, random_state=0)):
+        model = _pipeline(estimator).fit(frame, target)
+        features = model[:-1].transform(frame)
+        labels, probabilities = labels_and_probabilities(model[-1], features)
+        assert np.array_equal(labels, model.predict(frame)) and labels.dtype == model.predict(frame).dtype
+        assert np.array_equal(probabilities, model.predict_proba(frame))
