@@ -46,8 +46,7 @@ class _FlatForest:
 
     feature: np.ndarray  # per node: the input column it splits on (0 at leaves)
     threshold: np.ndarray  # per node: go left when value <= threshold (+inf at leaves: stay)
-    left: np.ndarray  # per node: left child (itself at leaves)
-    right: np.ndarray
+    children: np.ndarray  # (left, right) per node, flat: node * 2 + went_right is the next node (leaves: itself)
     path: np.ndarray  # per node: depth + the average path length of its samples - 1 (used at leaves)
     roots: np.ndarray  # per tree: its root node
     depth: int  # the deepest leaf
@@ -74,8 +73,9 @@ class _FlatForest:
             depth = max(depth, int(depths.max()))
         flat = {k: np.concatenate(v) for k, v in parts.items()}
         denominator = len(forest.estimators_) * float(_average_path_length([forest._max_samples])[0])
-        return cls(flat["feature"].astype(np.intp), flat["threshold"], flat["left"].astype(np.intp),
-                   flat["right"].astype(np.intp), flat["path"], np.asarray(roots, dtype=np.intp), depth, denominator)
+        children = np.column_stack([flat["left"], flat["right"]]).ravel().astype(np.intp)
+        return cls(flat["feature"].astype(np.intp), flat["threshold"], children, flat["path"],
+                   np.asarray(roots, dtype=np.intp), depth, denominator)
 
     def score_samples(self, x: np.ndarray) -> np.ndarray:
         """IsolationForest.score_samples of the rows of `x` (lower: more abnormal)."""
@@ -89,14 +89,6 @@ class _FlatForest:
             node = self.children.take(node * 2 + go_right)
         depths = self.path.take(node).sum(axis=1)
         return -(2.0 ** -(depths / self.denominator)) if self.denominator else -np.ones(n)
-
-    @property
-    def children(self) -> np.ndarray:
-        """(left, right) of each node, flat: node * 2 + went_right is the next node's index."""
-        return self._children  # type: ignore[attr-defined,no-any-return]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_children", np.column_stack([self.left, self.right]).ravel())
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,8 @@ def training_reference(ctx: RunContext) -> Callable[[], pd.DataFrame | None]:
 
 def outlier_share(ctx: RunContext) -> Callable[[str], float | None]:
     """The share of training rows the outlier detector in a registered version's bundle flags; None when the
-    version has no detector or its bundle cannot be read (the check then says it could not judge)."""
+    version has no detector or its bundle cannot be read (the check then says it could not judge). Read once
+    per version (the model is downloaded for it), not at every look."""
     import tempfile
 
     from mlflow.exceptions import MlflowException
@@ -82,14 +83,19 @@ def outlier_share(ctx: RunContext) -> Callable[[str], float | None]:
     from mlgate.pipelines.mlflow_io import download_model
     from mlgate.serving.outliers import OutlierBundleError, read_spec
 
+    known: dict[str, float | None] = {}  # per version: a registered version's bundle does not change
+
     def share(version: str) -> float | None:
+        if version in known:
+            return known[version]
         try:
             with tempfile.TemporaryDirectory(prefix="mlgate-outliers-") as scratch:
                 spec = read_spec(download_model(ctx.tracking_uri, f"models:/{ctx.params.model.name}/{version}",
                                                 Path(scratch)))
         except (OSError, OutlierBundleError, MlflowException):
-            return None
-        return float(spec["share"]) if spec and isinstance(spec.get("share"), (int, float)) else None
+            return None  # not kept: the next look tries again
+        known[version] = float(spec["share"]) if spec and isinstance(spec.get("share"), (int, float)) else None
+        return known[version]
 
     return share
 
