@@ -185,8 +185,14 @@ def test_every_dashboard_query_returns_live_data_from_prometheus(live_server: Se
     traffic = threading.Thread(target=_traffic, args=(live_server, holdout, 8))
     traffic.start()
     traffic.join(120)
-    time.sleep(2.5)  # two more scrapes after the last request
-    empty = [expr for expr in _expressions() if not _query(prometheus, expr)]
+    # A rate needs two scrapes of a series; the traffic can end within a second of Prometheus' first scrape
+    # (it did once the server got faster), so wait for the scrapes, up to 30 s, rather than a fixed time.
+    deadline = time.monotonic() + 30
+    while True:
+        empty = [expr for expr in _expressions() if not _query(prometheus, expr)]
+        if not empty or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
     assert not empty, f"dashboard queries without data after live traffic: {empty}"
     instances = httpx.get(prometheus + "/api/v1/label/instance/values",
                           params={"match[]": "mlgate_route_version"}).json()["data"]
