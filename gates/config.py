@@ -314,6 +314,11 @@ class ShadowConfig(StrictModel):
         1.5, ge=1.0, description="The challenger's model time over the champion's on the same rows (timed back to "
         "back in the shadow worker, one pair per model call): Failed when most calls exceed it."
     )
+    latency_slack_ms: float = Field(
+        5.0, ge=0.0, description="A call at most this many ms slower than the champion's never counts as beyond "
+        "max_latency_ratio: ratios of tiny times are noise (the default model's call takes 0.5 ms for 32 rows, so "
+        "MLflow's pyfunc overhead alone, about 1.5 ms, made a wrapped copy of it 4x)."
+    )
     latency_alpha: float = Field(0.01, gt=0.0, lt=1.0, description="Alpha of the always-valid sign test on those calls.")
     planned_latency_calls: int = Field(50, ge=5, description="Timed call pairs at which that test is tightest.")
     input_drift: Literal["warn", "fail", "off"] = Field(

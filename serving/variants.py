@@ -153,7 +153,7 @@ def labels_and_probabilities(estimator: Any, features: Any, trees: FlatBoosting 
     if _predicts_argmax_of_proba(estimator):  # its predict is exactly this, after a second predict_proba
         probabilities = estimator.predict_proba(features)
         encoded = np.argmax(probabilities, axis=1)
-        labels = estimator._le.inverse_transform(encoded) if _LIGHTGBM_CLASSIFIER == _type_name(estimator) \
+        labels = estimator._le.inverse_transform(encoded) if _type_name(estimator) == _LIGHTGBM_CLASSIFIER \
             else estimator.classes_.take(encoded, axis=0)
         return labels, probabilities
     if type(estimator) is not HistGradientBoostingClassifier:
@@ -191,6 +191,22 @@ def boosting_output(trees: FlatBoosting, method: PredictMethod, features: Any) -
         return estimator._loss.link.inverse(trees.raw_predict(features).ravel())
     labels, probabilities = labels_and_probabilities(estimator, features, trees)
     return probabilities if method == "predict_proba" else labels
+
+
+def served_predict(loaded: Any) -> Callable[[pd.DataFrame], Any]:
+    """`loaded.model.predict` (a LoadedModel's) for a DataFrame, through the numpy feature step and flat trees
+    where they apply, as the server predicts with it; the model's own predict otherwise. For wrappers that
+    hold a model (the demo's faulty model), so a wrapped model costs what it costs when served."""
+    features, _ = compile_features(loaded.model, _input_schema({"signature": loaded.signature}, "wrapped model"))
+    if features is None:
+        return loaded.model.predict  # type: ignore[no-any-return]
+    trees = FlatBoosting.of(features.estimator)
+
+    def predict(frame: pd.DataFrame) -> Any:
+        data = features.transform({name: frame[name].to_numpy() for name in frame.columns})
+        return boosting_output(trees, "predict", data) if trees is not None else features.estimator.predict(data)
+
+    return predict
 
 
 def with_positive_class(variant: Variant, positive_class: str | None) -> Variant:

@@ -63,7 +63,8 @@ def shadow_analysis(
         require(preds, PREDICTION_COLUMNS, "the prediction log")
     except ValueError as exc:
         return error_analysis(GATE, str(exc))
-    scope = ShadowScope(task, tuple(numeric), tuple(categorical), config.max_latency_ratio, champion, challenger)
+    scope = ShadowScope(task, tuple(numeric), tuple(categorical), config.max_latency_ratio, champion, challenger,
+                        config.latency_slack_ms)
     stats = shadow_stats(preds, scope)
     add_row_level(stats, preds, scope)
     return judge_shadow(stats, config, training_reference, scope, drift=drift, shed=shed,
@@ -229,14 +230,14 @@ def output_psi_check(stats: ShadowStats, task: str, config: ShadowConfig) -> Che
 def latency_check(calls: CallStats, config: ShadowConfig) -> Check:
     """The challenger's model time over the champion's on the same rows, one pair per shadow model call
     (the shadow worker times both back to back, so a busy machine slows both alike). An always-valid
-    sign test on the share of calls beyond `max_latency_ratio`: Failed when most calls are, Successful
-    when most are not, else Inconclusive.
+    sign test on the share of calls beyond `max_latency_ratio` and more than `latency_slack_ms` slower:
+    Failed when most calls are, Successful when most are not, else Inconclusive.
 
     The challenger's shadow time is never compared with the champion's request latency: a shadow
     call is a batch of many requests, paced by a CPU budget and queued behind the request path.
     """
     limit = config.max_latency_ratio
-    expected = f"median model-time ratio <= {limit:g}"
+    expected = f"median model-time ratio <= {limit:g} (or within {config.latency_slack_ms:g} ms)"
     if calls.calls == 0:
         return check("latency", O.INCONCLUSIVE, "no shadow model call timed beside the champion's yet "
                      "(the prediction log has no baseline_ms on the challenger's rows)", value=None,
@@ -248,7 +249,8 @@ def latency_check(calls: CallStats, config: ShadowConfig) -> Check:
     message = (f"challenger model time / champion's on the same rows: median {median:.2f} (max {limit:g}) over "
                f"{calls.calls} model calls of {calls.rows / calls.calls:.0f} rows on average "
                f"(p95 {calls.latency.quantile(0.95):.1f} vs {calls.baseline.quantile(0.95):.1f} ms); "
-               f"share of calls over {limit:g}x {interval.describe(config.latency_alpha)} vs max 0.5")
+               f"share of calls over {limit:g}x and {config.latency_slack_ms:g} ms slower "
+               f"{interval.describe(config.latency_alpha)} vs max 0.5")
     return check("latency", outcome, message, value=median, threshold=limit, expected=expected,
                  metric="latency ratio", ci=[interval.low, interval.high], calls=calls.calls)
 

@@ -37,6 +37,7 @@ class ShadowScope:
     latency_limit: float = 1.5
     champion: str = "champion"
     challenger: str = "challenger"
+    latency_slack_ms: float = 0.0  # a call at most this much slower than the champion's never counts as slow
 
 
 @dataclass
@@ -69,14 +70,14 @@ class CallStats:
     """The challenger's timed shadow calls (one per model call: its time, the champion's on the same rows)."""
 
     calls: int = 0
-    over: int = 0  # calls slower than the scope's latency_limit times the champion
+    over: int = 0  # calls slower than the scope's latency_limit times the champion, and by more than its slack
     rows: int = 0
     ratios: ValueSketch = field(default_factory=ValueSketch)
     latency: ValueSketch = field(default_factory=ValueSketch)
     baseline: ValueSketch = field(default_factory=ValueSketch)
     recent: list[list[float]] = field(default_factory=list)  # (latency_ms, baseline_ms) of the latest calls
 
-    def add_rows(self, challenger_ok: pd.DataFrame, limit: float) -> None:
+    def add_rows(self, challenger_ok: pd.DataFrame, limit: float, slack_ms: float = 0.0) -> None:
         """Count challenger rows answered with 200 (each row once): a row of a call already counted adds a row."""
         timed = "baseline_ms" in challenger_ok.columns and len(challenger_ok)
         times = pd.DataFrame({name: as_float(challenger_ok[name]) if timed else np.empty(0)
@@ -91,7 +92,8 @@ class CallStats:
                                                                      strict=True)]]
         ratios = (fresh["latency_ms"] / fresh["baseline_ms"]).to_numpy(dtype=float)
         self.calls += len(fresh)
-        self.over += int((ratios > limit).sum())
+        extra = (fresh["latency_ms"] - fresh["baseline_ms"]).to_numpy(dtype=float)
+        self.over += int(((ratios > limit) & (extra > slack_ms)).sum())
         self.ratios.add(ratios)
         self.latency.add(fresh["latency_ms"].to_numpy(dtype=float))
         self.baseline.add(fresh["baseline_ms"].to_numpy(dtype=float))
@@ -211,7 +213,7 @@ def add_row_level(stats: ShadowStats, new_rows: pd.DataFrame, scope: ShadowScope
     chall = rows[(rows["variant"] == scope.challenger) & (rows["shadow"].astype(int) == 1)]
     if len(chall):
         stats.newest_attempted = max(stats.newest_attempted, float(chall["ts"].max()))
-    stats.calls.add_rows(ok(chall), scope.latency_limit)
+    stats.calls.add_rows(ok(chall), scope.latency_limit, scope.latency_slack_ms)
 
 
 def failure_kinds(failed: pd.DataFrame) -> dict[str, int]:

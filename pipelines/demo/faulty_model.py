@@ -18,6 +18,7 @@ from typing import Any
 
 MODEL_CODE = '''
 import time
+import zlib
 
 import mlflow
 import numpy as np
@@ -30,10 +31,15 @@ class FaultyModel(PythonModel):
 
     def load_context(self, context):
         from mlgate.serving.loading import load_model, nested_policy
+        from mlgate.serving.variants import served_predict
 
         # The wrapped model loads under the policy of the load this runs inside: the project's pickle
-        # consent and skops trust list (e.g. LightGBM's types), never a list carried by the model.
-        self.model = load_model(context.artifacts["model"], nested_policy()).model
+        # consent and skops trust list (e.g. LightGBM's types), never a list carried by the model. It
+        # predicts as mlgate's server predicts with it (numpy feature step and trees where they apply), so
+        # only the fault and the wrapper's own overhead tell the two apart.
+        loaded = load_model(context.artifacts["model"], nested_policy())
+        self.model = loaded.model
+        self.predict_served = served_predict(loaded)
         self.config = dict(context.model_config)
 
     def predict(self, context, model_input, params=None):
@@ -44,7 +50,7 @@ class FaultyModel(PythonModel):
         if chosen.any():
             raise RuntimeError(f"faulty model: {int(chosen.sum())} row(s) of this call are set to fail")
         _burn_cpu(config["cpu_ms_per_call"] / 1000.0)
-        out = np.asarray(self.model.predict(model_input)).copy()
+        out = np.asarray(self.predict_served(model_input)).copy()
         flip = _chosen(model_input, config["perturb_share"], salt=0)
         if flip.any():
             classes = config["classes"]
@@ -60,11 +66,14 @@ class FaultyModel(PythonModel):
 
 
 def _chosen(frame, share, salt):
-    """Rows selected by a hash of their values: share of them, the same rows on every call."""
+    """Rows selected by a hash of their values (CRC-32 of their text, salted): share of them, the same rows on
+    every call. Per row in Python: pandas' astype(str) of a frame cost more than the wrapped model's call."""
     if share <= 0 or len(frame) == 0:
         return np.zeros(len(frame), dtype=bool)
-    hashed = pd.util.hash_pandas_object(pd.DataFrame(frame).astype(str), index=False).to_numpy()
-    return ((hashed // 7 + salt * 104729) % 1_000_000) < share * 1_000_000
+    rows = pd.DataFrame(frame).to_numpy(dtype=object)
+    hashed = np.fromiter((zlib.crc32(f"{salt}\x1f{chr(31).join(map(str, row))}".encode()) for row in rows),
+                         dtype=np.int64, count=len(rows))
+    return (hashed % 1_000_000) < share * 1_000_000
 
 
 def _burn_cpu(seconds):

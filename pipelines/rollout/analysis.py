@@ -70,7 +70,7 @@ class LogAnalyser:
 
     def shadow_look(self, state: RolloutState, now: float | None = None) -> OnlineAnalysis:
         scope = ShadowScope(self.task, tuple(self.numeric), tuple(self.categorical), self.shadow.max_latency_ratio,
-                            CHAMPION_VARIANT, CHALLENGER_VARIANT)
+                            CHAMPION_VARIANT, CHALLENGER_VARIANT, self.shadow.latency_slack_ms)
         stats, settled = self.log.shadow(state.rollout_id, _arms(state), scope, state.phase_started, now)
         if self._reference is None:
             self._reference = self.reference()

@@ -200,6 +200,18 @@ def test_shadow_latency_compares_model_times_on_the_same_rows_not_the_champions_
     assert few.outcome is AnalysisOutcome.INCONCLUSIVE and few.decisive.name == "latency"
 
 
+def test_a_fixed_millisecond_on_a_sub_millisecond_champion_call_is_not_a_slowdown(churn, model):
+    """4x of a 0.5 ms call is 1.5 ms more: within latency_slack_ms (5 ms), as a wrapper's overhead is; with
+    no slack it fails, and 4x of a 2 ms call (6 ms more) fails with the default slack (above)."""
+    tiny = shadow_log(churn, model, slowdown=4.0, shadow_latency=0.5)
+    judged = run_shadow(tiny, churn)
+    latency = next(c for c in judged.result.checks if c.name == "latency")
+    assert judged.outcome is AnalysisOutcome.SUCCESSFUL and latency.status is Status.PASS, latency.message
+    assert "(or within 5 ms)" in latency.expected and "5 ms slower" in latency.message
+    strict = run_shadow(tiny, churn, ShadowConfig(latency_slack_ms=0.0))
+    assert strict.outcome is AnalysisOutcome.FAILED and strict.decisive.name == "latency"
+
+
 def test_shadow_latency_without_paired_timings_is_never_a_pass(churn, model):
     result = run_shadow(shadow_log(churn, model).drop(columns=["baseline_ms"]), churn)
     latency = next(c for c in result.result.checks if c.name == "latency")
