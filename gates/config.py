@@ -361,6 +361,8 @@ class CanaryConfig(StrictModel):
     latency_tolerance: float | None = Field(0.2, ge=0.0, le=0.5, description="Allowed P(challenger slower) - 0.5; "
                                             "None: no latency check.")
     latency_alpha: float = Field(0.01, gt=0.0, lt=1.0)
+    latency_slack_ms: float = Field(2.0, ge=0.0, description="A median shift this small never fails the latency "
+                                    "check (ratios of tiny times are noise), as the latency gate's slacks.")
     min_latency_samples: int = Field(100, ge=5, description="Requests per arm before latency is judged.")
     outliers: OutlierRateConfig = OutlierRateConfig()
 

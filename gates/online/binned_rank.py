@@ -16,7 +16,7 @@ import numpy as np
 from scipy import stats
 
 from mlgate.gates.online.sketch import ValueSketch
-from mlgate.gates.stats.rank import DEFAULT_MAX_SAMPLES, RankJudgement, RankTest
+from mlgate.gates.stats.rank import DEFAULT_MAX_SAMPLES, RankJudgement, RankTest, judge_superiority
 
 
 def sketch_rank_test(a: ValueSketch, b: ValueSketch, *, max_samples: int = DEFAULT_MAX_SAMPLES,
@@ -38,17 +38,10 @@ def sketch_rank_test(a: ValueSketch, b: ValueSketch, *, max_samples: int = DEFAU
                     _weighted_median(va, ca))
 
 
-def judge_rank(test: RankTest, *, tolerance: float, alpha: float, unit: str = "ms") -> RankJudgement:
-    """`rank_judge`'s rule for effect `superiority` on a computed test: fail only if b is significantly
-    larger (one-sided p < alpha) AND P(b > a) - 0.5 exceeds `tolerance`."""
-    significant = test.p_greater < alpha
-    mw = f"Mann-Whitney one-sided p {test.p_greater:.2g} vs alpha {alpha:g}"
-    facts = (f"P(candidate > baseline) {test.superiority:.3f} vs allowed {0.5 + tolerance:.3f}, {mw}, "
-             f"median shift {test.shift:+.3g} {unit} (n {test.n_b}/{test.n_a})")
-    if significant and test.superiority - 0.5 > tolerance:
-        return RankJudgement(False, f"candidate slower than baseline: {facts}", test)
-    reason = "difference within tolerance" if significant else "no significant slowdown"
-    return RankJudgement(True, f"{reason}: {facts}", test)
+def judge_rank(test: RankTest, *, tolerance: float, alpha: float, unit: str = "ms",
+               slack: float = 0.0) -> RankJudgement:
+    """`rank_judge`'s rule for effect `superiority` on a computed test (`judge_superiority`)."""
+    return judge_superiority(test, tolerance=tolerance, alpha=alpha, unit=unit, slack=slack)
 
 
 def _limited(sketch: ValueSketch, max_samples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

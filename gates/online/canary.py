@@ -248,8 +248,10 @@ def latency_check(champion: ArmCounts, challenger: ArmCounts, config: CanaryConf
     if n_a < need or n_b < need:
         return check("latency", O.INCONCLUSIVE, f"latency samples {n_b} challenger / {n_a} champion "
                      f"(need {need} each)", value=None, threshold=config.latency_tolerance, expected="no slowdown")
-    judged = rank_judge(a, b, tolerance=config.latency_tolerance, alpha=config.latency_alpha) if raw else \
-        judge_rank(sketch_rank_test(a, b), tolerance=config.latency_tolerance, alpha=config.latency_alpha)
+    judged = rank_judge(a, b, tolerance=config.latency_tolerance, alpha=config.latency_alpha,
+                        slack=config.latency_slack_ms) if raw else \
+        judge_rank(sketch_rank_test(a, b), tolerance=config.latency_tolerance, alpha=config.latency_alpha,
+                   slack=config.latency_slack_ms)
     outcome = O.SUCCESSFUL if judged.passed else O.FAILED
     return check("latency", outcome, judged.message, value=judged.test.superiority,
                  threshold=0.5 + config.latency_tolerance, expected="P(challenger slower) within tolerance",

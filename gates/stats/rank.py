@@ -68,9 +68,9 @@ def rank_judge(
     a: np.ndarray, b: np.ndarray, *, tolerance: float, alpha: float, effect: Effect = "superiority",
     max_samples: int = DEFAULT_MAX_SAMPLES, seed: int = 0, unit: str = "ms", slack: float = 0.0,
 ) -> RankJudgement:
-    """Fail only if b is significantly larger (one-sided p < alpha) AND its effect exceeds `tolerance`:
-    `superiority`: P(b > a) - 0.5; `shift_ratio`: Hodges-Lehmann shift / median(a), and the shift itself
-    exceeds `slack` (in `unit`)."""
+    """Fail only if b is significantly larger (one-sided p < alpha) AND its effect exceeds `tolerance`
+    (`superiority`: P(b > a) - 0.5; `shift_ratio`: Hodges-Lehmann shift / median(a)) AND the shift itself
+    exceeds `slack` (in `unit`; 0: any shift)."""
     test = mann_whitney_effect(a, b, max_samples=max_samples, seed=seed)
     significant = test.p_greater < alpha
     mw = f"Mann-Whitney one-sided p {test.p_greater:.2g} vs alpha {alpha:g}"
@@ -81,10 +81,23 @@ def rank_judge(
                  f"{test.a_median:.1f} {unit} vs allowed {allowed}, {mw}, "
                  f"P(candidate > baseline) {test.superiority:.3f} (n {test.n_b}/{test.n_a})")
     else:
-        large = test.superiority - 0.5 > tolerance
-        facts = (f"P(candidate > baseline) {test.superiority:.3f} vs allowed {0.5 + tolerance:.3f}, {mw}, "
-                 f"median shift {test.shift:+.3g} {unit} (n {test.n_b}/{test.n_a})")
+        return judge_superiority(test, tolerance=tolerance, alpha=alpha, unit=unit, slack=slack)
     if significant and large:
+        return RankJudgement(False, f"candidate slower than baseline: {facts}", test)
+    reason = "difference within tolerance" if significant else "no significant slowdown"
+    return RankJudgement(True, f"{reason}: {facts}", test)
+
+
+def judge_superiority(test: RankTest, *, tolerance: float, alpha: float, unit: str = "ms",
+                      slack: float = 0.0) -> RankJudgement:
+    """Fail only if b is significantly larger (one-sided p < alpha) AND P(b > a) - 0.5 exceeds `tolerance`
+    AND the median shift exceeds `slack` (0: any shift)."""
+    significant = test.p_greater < alpha
+    mw = f"Mann-Whitney one-sided p {test.p_greater:.2g} vs alpha {alpha:g}"
+    allowed = f"{0.5 + tolerance:.3f}" + (f" (or a shift within {slack:g} {unit})" if slack > 0 else "")
+    facts = (f"P(candidate > baseline) {test.superiority:.3f} vs allowed {allowed}, {mw}, "
+             f"median shift {test.shift:+.3g} {unit} (n {test.n_b}/{test.n_a})")
+    if significant and test.superiority - 0.5 > tolerance and test.shift > slack:
         return RankJudgement(False, f"candidate slower than baseline: {facts}", test)
     reason = "difference within tolerance" if significant else "no significant slowdown"
     return RankJudgement(True, f"{reason}: {facts}", test)

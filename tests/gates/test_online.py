@@ -356,6 +356,23 @@ def test_latency_slowdown_beyond_tolerance_fails_the_step():
     assert result.outcome is AnalysisOutcome.FAILED and result.decisive.name == "latency"
 
 
+def test_a_consistent_shift_within_the_latency_slack_passes_the_step():
+    """+1.5 ms on every request is consistent (P(slower) near 1) but within latency_slack_ms (2 ms); with no
+    slack it fails; +5 ms (above) fails with the default slack."""
+    rng = np.random.default_rng(6)
+    base = rng.exponential(0.5, 400) + 2.0
+    fast = ArmCounts(requests=400, step_units=200, step_requests=200, step_labels=200,
+                     labels={"accuracy": (170, 200)}, latency_ms=base)
+    shifted = ArmCounts(requests=400, step_units=200, step_requests=200, step_labels=200,
+                        labels={"accuracy": (170, 200)}, latency_ms=rng.exponential(0.5, 400) + 3.5)
+    result = judge_canary(fast, shifted, CANARY, CanaryStep.of(CANARY, 0))
+    latency = next(c for c in result.result.checks if c.name == "latency")
+    assert latency.status is Status.PASS and "or a shift within 2 ms" in latency.message, latency.message
+    strict = CANARY.model_copy(update={"latency_slack_ms": 0.0})
+    failed = judge_canary(fast, shifted, strict, CanaryStep.of(strict, 0))
+    assert failed.outcome is AnalysisOutcome.FAILED and failed.decisive.name == "latency"
+
+
 def test_precision_needs_a_positive_class(churn, model):
     preds, feedback = canary_log(churn, model)
     config = CANARY.model_copy(update={"metric_margins": {"precision": 0.05}})
