@@ -102,8 +102,8 @@ def run_lifecycle_demo(ctx: RunContext, *, version: str | None = None, rate_rps:
         ctx = with_rollout(ctx, rollout_overrides)
         canary = ctx.params.rollout.canary
         margins = ", ".join(f"{m} margin {v:g}" for m, v in canary.metric_margins.items()) or "no label metric"
-        out(f"lifecycle: demo rollout settings: steps {canary.steps}%, {margins}, no approval pause "
-            "(pipelines/demo/lifecycle.py DEMO_ROLLOUT)")
+        out(f"lifecycle: demo rollout settings: steps {canary.steps}%, {margins}, no approval pause, canary "
+            f"latency slack {canary.latency_slack_ms:g} ms (pipelines/demo/lifecycle.py DEMO_ROLLOUT)")
     challenger, champion = rollout_versions(ctx, version)
     token, labels_token = secrets.token_hex(16), secrets.token_hex(16)
     log_url = resolve_log_url(_log_url(ctx), ctx.base_dir)
