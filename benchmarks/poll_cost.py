@@ -276,11 +276,12 @@ class Rollout:
 class Seeder:
     """Adds a bulk chunk's sums to the stored ones, as the looks a controller took meanwhile would have."""
 
-    def __init__(self, latency_limit: float) -> None:
+    def __init__(self, latency_limit: float, latency_slack_ms: float) -> None:
         from mlgate.gates.online.canary_stats import CanaryScope
         from mlgate.gates.online.shadow_stats import ShadowScope
 
-        self.shadow_scope = ShadowScope("binary", tuple(NUMERIC), tuple(CATEGORICAL), latency_limit)
+        self.shadow_scope = ShadowScope("binary", tuple(NUMERIC), tuple(CATEGORICAL), latency_limit,
+                                        latency_slack_ms=latency_slack_ms)  # as the analyser builds it
         self.canary_scope = CanaryScope(("accuracy",), T0, "yes")
         self.seen_units: set[str] = set()
 
@@ -348,7 +349,8 @@ def run(made: dict[str, Store], args: argparse.Namespace, say: Callable[[str], N
     """Fill every store to each size in step (each chunk generated and summed once), then time the looks."""
     traffic = Traffic()
     rollouts = {name: Rollout(store.url, traffic.reference()) for name, store in made.items()}
-    seeder = Seeder(next(iter(rollouts.values())).analyser.shadow.max_latency_ratio)
+    shadow = next(iter(rollouts.values())).analyser.shadow
+    seeder = Seeder(shadow.max_latency_ratio, shadow.latency_slack_ms)
     figures: list[Figures] = []
     rows, clock = 0, T0
     pool = ThreadPoolExecutor(max_workers=len(made))  # the stores fill side by side (SQLite and psycopg wait

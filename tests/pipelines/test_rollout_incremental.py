@@ -39,7 +39,7 @@ from mlgate.serving.log.prediction_log import (
 )
 
 ARMS = Arms("1", "2")
-SHADOW = ShadowScope("binary", ("a",), ("b", "c"), 1.5)
+SHADOW = ShadowScope("binary", ("a",), ("b", "c"), 1.5, latency_slack_ms=ShadowConfig().latency_slack_ms)  # as the analyser builds it
 SHADOW_SINCE, CANARY_SINCE = 1000.5, 1000.2
 STEPS = (1000.0, 1012.0)  # the canary's second step starts at 1012
 CANARY = CanaryConfig(steps=[50, 100], metric_margins={"accuracy": 0.05, "recall": 0.05}, min_latency_samples=20)
