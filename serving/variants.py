@@ -193,14 +193,20 @@ def boosting_output(trees: FlatBoosting, method: PredictMethod, features: Any) -
     return probabilities if method == "predict_proba" else labels
 
 
+def numpy_paths(model: Any, schema: InputSchema | None) -> tuple[CompiledFeatures | None, str, FlatBoosting | None]:
+    """The model's feature step in numpy (with how, or why not) and its estimator's flat trees, each None
+    where scikit-learn's own code must serve."""
+    features, how = compile_features(model, schema)
+    return features, how, FlatBoosting.of(features.estimator) if features is not None else None
+
+
 def served_predict(loaded: Any) -> Callable[[pd.DataFrame], Any]:
     """`loaded.model.predict` (a LoadedModel's) for a DataFrame, through the numpy feature step and flat trees
     where they apply, as the server predicts with it; the model's own predict otherwise. For wrappers that
     hold a model (the demo's faulty model), so a wrapped model costs what it costs when served."""
-    features, _ = compile_features(loaded.model, _input_schema({"signature": loaded.signature}, "wrapped model"))
+    features, _, trees = numpy_paths(loaded.model, _input_schema({"signature": loaded.signature}, "wrapped model"))
     if features is None:
         return loaded.model.predict  # type: ignore[no-any-return]
-    trees = FlatBoosting.of(features.estimator)
 
     def predict(frame: pd.DataFrame) -> Any:
         data = features.transform({name: frame[name].to_numpy() for name in frame.columns})
@@ -242,8 +248,7 @@ def load_variant(name: str, uri: str, policy: LoadPolicy | None = None) -> Varia
     version = registry_version or loaded.run_id or loaded.model_id or "local"
     classes = getattr(loaded.model, "classes_", None)
     schema = _input_schema({"signature": loaded.signature}, uri)
-    features, how = compile_features(loaded.model, schema)
-    trees = FlatBoosting.of(features.estimator) if features is not None else None
+    features, how, trees = numpy_paths(loaded.model, schema)
     log.info("variant %s: feature step: %s; trees: %s", name, how,
              f"flat numpy, equal on {trees.checked_rows} probe rows" if trees else "the model's own")
     return Variant(

@@ -72,16 +72,15 @@ def rank_judge(
     (`superiority`: P(b > a) - 0.5; `shift_ratio`: Hodges-Lehmann shift / median(a)) AND the shift itself
     exceeds `slack` (in `unit`; 0: any shift)."""
     test = mann_whitney_effect(a, b, max_samples=max_samples, seed=seed)
+    if effect != "shift_ratio":
+        return judge_superiority(test, tolerance=tolerance, alpha=alpha, unit=unit, slack=slack)
     significant = test.p_greater < alpha
     mw = f"Mann-Whitney one-sided p {test.p_greater:.2g} vs alpha {alpha:g}"
-    if effect == "shift_ratio":
-        large = test.shift_ratio > tolerance and test.shift > slack
-        allowed = f"+{tolerance:.0%}" + (f" (or +{slack:g} {unit})" if slack > 0 else "")
-        facts = (f"median shift {test.shift:+.1f} {unit} = {test.shift_ratio:+.0%} of the baseline median "
-                 f"{test.a_median:.1f} {unit} vs allowed {allowed}, {mw}, "
-                 f"P(candidate > baseline) {test.superiority:.3f} (n {test.n_b}/{test.n_a})")
-    else:
-        return judge_superiority(test, tolerance=tolerance, alpha=alpha, unit=unit, slack=slack)
+    large = test.shift_ratio > tolerance and test.shift > slack
+    allowed = f"+{tolerance:.0%}" + (f" (or +{slack:g} {unit})" if slack > 0 else "")
+    facts = (f"median shift {test.shift:+.1f} {unit} = {test.shift_ratio:+.0%} of the baseline median "
+             f"{test.a_median:.1f} {unit} vs allowed {allowed}, {mw}, "
+             f"P(candidate > baseline) {test.superiority:.3f} (n {test.n_b}/{test.n_a})")
     if significant and large:
         return RankJudgement(False, f"candidate slower than baseline: {facts}", test)
     reason = "difference within tolerance" if significant else "no significant slowdown"
